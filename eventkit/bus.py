@@ -1,0 +1,408 @@
+"""EventBus: publish durably, subscribe in process or in consumer groups, replay, DLQ, stats, trim."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal
+
+from eventkit import codec
+from eventkit.config import EventStoreConfig
+from eventkit.consumer import Consumer, HandlerCall, Subscription, adapt_handler, describe
+from eventkit.errors import BusClosedError, StoreError
+from eventkit.events import BaseEvent, datetime_to_ms
+from eventkit.stores import open_store
+from eventkit.stores.base import WILDCARD, EventStore, GroupStart, matches, now_ms
+
+logger = logging.getLogger(__name__)
+
+REPLAY_PAGE = 500
+DAY_MS = 86_400_000
+
+
+class EventBus:
+    """The one object applications hold: its store is built from config at initialize()."""
+
+    def __init__(self, config: EventStoreConfig | None = None, *, store: EventStore | None = None):
+        self._config = config
+        self._store = store
+        self._initialized = False
+        self._closed = False
+        self._subscribers: dict[int, tuple[Any, tuple[str, ...], HandlerCall]] = {}
+        self._consumers: dict[str, Consumer] = {}
+        self._trim_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def initialized(self) -> bool:
+        return self._initialized
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise BusClosedError("the bus has no store yet: await bus.initialize() first")
+        return self._store
+
+    @property
+    def config(self) -> EventStoreConfig | None:
+        return self._config
+
+    async def initialize(self, config: EventStoreConfig | None = None) -> None:
+        """Open the store (from config, else EventStoreConfig.from_env()); idempotent."""
+        if self._initialized:
+            return
+        if self._closed:
+            raise BusClosedError("this bus was closed; create a new EventBus")
+        if config is not None:
+            self._config = config
+        if self._config is None:
+            self._config = EventStoreConfig.from_env()
+        if self._store is None:
+            self._store = open_store(self._config)
+        await self._store.open()
+        self._initialized = True
+        if self._config.trim_interval_hours and self._config.max_events is not None:
+            self._trim_task = asyncio.get_running_loop().create_task(
+                self._trim_periodically(self._config.trim_interval_hours * 3600),
+                name="eventkit-trim",
+            )
+        logger.info("event bus ready on %s", self._store.backend)
+
+    async def __aenter__(self) -> EventBus:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop consumers (handlers in flight get `timeout` seconds, then are cancelled and their
+        events released), stop the trim task, close the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        consumers = list(self._consumers.values())
+        self._consumers.clear()
+        await asyncio.gather(*(self._stop_consumer(c, timeout) for c in consumers))
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+            await asyncio.wait({self._trim_task})
+        if self._store is not None and self._initialized:
+            await self._store.close()
+        self._initialized = False
+
+    def __del__(self) -> None:
+        if getattr(self, "_initialized", False) and not getattr(self, "_closed", True):
+            warnings.warn(
+                "EventBus was not closed; use 'async with EventBus()' or 'await bus.close()'",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    def _require_open(self) -> EventStore:
+        if not self._initialized or self._store is None:
+            raise BusClosedError(
+                "the bus is not initialized" if not self._closed else "the bus is closed"
+            )
+        return self._store
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, event: BaseEvent) -> str:
+        """Store the event durably, then tell in-process subscribers and wake consumers.
+
+        Raises (and tells no one) if the store fails: a publish either happened or it did not.
+        """
+        return (await self.publish_many([event]))[0]
+
+    async def publish_many(self, events: Iterable[BaseEvent]) -> list[str]:
+        """Store a batch in one transaction; ids in input order."""
+        store = self._require_open()
+        batch = list(events)
+        encoded = [codec.encode(e) for e in batch]
+        if not encoded:
+            return []
+        try:
+            await store.append(encoded)
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"publishing {len(encoded)} events failed: {describe(e)}") from e
+        for consumer in self._consumers.values():
+            consumer.wakeup.set()
+        await self._notify(batch)
+        return [e.event_id for e in encoded]
+
+    async def _notify(self, events: Sequence[BaseEvent]) -> None:
+        for event in events:
+            for subscriber, types, call in list(self._subscribers.values()):
+                if not matches(event.event_type, types):
+                    continue
+                try:
+                    await call(event, None)  # type: ignore[arg-type]
+                except Exception:
+                    logger.exception("in-process subscriber %r failed on %s", subscriber, event.event_id)
+
+    # -- in-process subscribers ----------------------------------------------------------------
+
+    def subscribe(self, subscriber: Any, event_types: Sequence[str] | None = None) -> None:
+        """Call subscriber for matching events published by this process (not persistent).
+
+        Subscribing the same object again replaces it, so it never runs twice per event.
+        """
+        types = event_types or getattr(subscriber, "event_types", None) or [WILDCARD]
+        call = adapt_handler(subscriber)  # fails now, not at the first publish
+        self._subscribers[id(subscriber)] = (subscriber, _as_types(types), call)
+
+    def unsubscribe(self, subscriber: Any) -> None:
+        self._subscribers.pop(id(subscriber), None)
+
+    # -- persistent subscriptions -------------------------------------------------------------
+
+    async def subscribe_persistent(
+        self,
+        event_types: Sequence[str] | str,
+        consumer_group: str,
+        consumer_name: str,
+        handler: Any,
+        batch_size: int = 10,
+        max_retries: int = 3,
+        *,
+        start: Literal["earliest", "latest"] | datetime = "earliest",
+        lease_seconds: float = 30.0,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 60.0,
+    ) -> str:
+        """Join consumer_group as consumer_name; the group (and its start) exists on return.
+
+        Args:
+            start: where a new group begins: "earliest", "latest" or a datetime (event time).
+            lease_seconds: how long a delivery may run before another member may take it.
+        """
+        store = self._require_open()
+        types = _as_types(event_types)
+        _check_positive("batch_size", batch_size, integer=True)
+        _check_positive("lease_seconds", lease_seconds)
+        _check_positive("retry_delay", retry_delay, allow_zero=True)
+        _check_positive("max_retry_delay", max_retry_delay, allow_zero=True)
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        for label, name in (("consumer_group", consumer_group), ("consumer_name", consumer_name)):
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"{label} must be a non-empty string, got {name!r}")
+        subscription = Subscription(
+            types, consumer_group, consumer_name, adapt_handler(handler), batch_size,
+            max_retries, lease_seconds, retry_delay, max_retry_delay,
+        )  # fmt: skip
+        sub_id = f"{consumer_group}:{consumer_name}"
+        previous = self._consumers.pop(sub_id, None)
+        if previous is not None:  # re-subscribing a name replaces it: never two tasks for one name
+            await previous.stop(timeout=5.0)
+        await store.ensure_group(consumer_group, types, _group_start(start))
+        await store.register_consumer(consumer_group, consumer_name)
+        assert self._config is not None
+        consumer = Consumer(store, subscription, poll_interval=self._config.poll_interval_seconds)
+        self._consumers[sub_id] = consumer
+        consumer.start()
+        return sub_id
+
+    async def unsubscribe_persistent(self, subscription_id: str, timeout: float = 5.0) -> None:
+        """Stop one consumer like close() does: its handler in flight finishes, then release."""
+        consumer = self._consumers.pop(subscription_id, None)
+        if consumer is None:
+            raise KeyError(f"no persistent subscription {subscription_id!r} in this bus")
+        await self._stop_consumer(consumer, timeout)
+
+    async def _stop_consumer(self, consumer: Consumer, timeout: float) -> None:
+        await consumer.stop(timeout)
+        sub = consumer.subscription
+        try:
+            await self.store.unregister_consumer(sub.consumer_group, sub.consumer_name)
+        except Exception as e:
+            logger.warning("could not unregister %s: %s", sub.consumer_name, describe(e))
+
+    async def wait_idle(self, consumer_group: str | None = None, timeout: float = 30.0) -> bool:
+        """Wait until nothing in the group(s) is unread, in flight or awaiting retry (the DLQ does
+        not count). None means the groups this bus consumes. False on timeout."""
+        store = self._require_open()
+        groups = (
+            [consumer_group]
+            if consumer_group is not None
+            else sorted({c.subscription.consumer_group for c in self._consumers.values()})
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if await store.is_idle(groups) and not self._acks_pending(groups):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+
+    def _acks_pending(self, groups: Sequence[str]) -> bool:
+        return any(
+            c._acks for c in self._consumers.values() if c.subscription.consumer_group in groups
+        )
+
+    # -- dead-letter queue --------------------------------------------------------------------
+
+    async def get_pending_events(self, consumer_group: str) -> int:
+        """Number of events in the group's DLQ."""
+        return await self._require_open().count_dead_letters(consumer_group)
+
+    async def replay_dlq(
+        self,
+        consumer_group: str,
+        event_types: Sequence[str] | None = None,
+        event_ids: Sequence[str] | None = None,
+    ) -> int:
+        """Redeliver DLQ entries to that group only, attempts reset; returns how many."""
+        replayed = await self._require_open().replay_dead_letters(
+            consumer_group,
+            event_types=None if event_types is None else _as_types(event_types),
+            event_ids=None if event_ids is None else list(event_ids),
+        )
+        self._wake(consumer_group)
+        return replayed
+
+    async def discard_dlq(self, consumer_group: str, event_ids: Sequence[str] | None = None) -> int:
+        """Delete DLQ entries of the group (all, or those ids); returns how many."""
+        return await self._require_open().discard_dead_letters(
+            consumer_group, event_ids=None if event_ids is None else list(event_ids)
+        )
+
+    def _wake(self, consumer_group: str) -> None:
+        for consumer in self._consumers.values():
+            if consumer.subscription.consumer_group == consumer_group:
+                consumer.wakeup.set()
+
+    # -- replay -------------------------------------------------------------------------------
+
+    async def replay_events(
+        self,
+        event_types: Sequence[str] | str,
+        handler: Any,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        limit: int | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Call handler on stored events of these types with start_time <= timestamp < end_time,
+        in publish order and migrated, outside any group (no acks, no DLQ). Returns how many were
+        handled; a handler error stops the replay and propagates."""
+        store = self._require_open()
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+        call = adapt_handler(handler)
+        handled = 0
+        async for stored in iter_stored(
+            store, _as_types(event_types), start_time, end_time, limit=limit
+        ):
+            try:
+                event = codec.decode(stored)
+            except codec.DECODE_ERRORS as e:
+                logger.warning("replay skips %s: %s", stored.event_id, describe(e))
+                continue
+            await call(event, None)  # type: ignore[arg-type]
+            handled += 1
+            if progress is not None:
+                progress(handled)
+        return handled
+
+    # -- stats and retention ------------------------------------------------------------------
+
+    async def get_stats(self) -> dict[str, Any]:
+        """Store-wide and per-group figures (shared by every process on the store) plus this bus."""
+        stats = await self._require_open().stats()
+        stats["bus"] = {
+            "subscribers": len(self._subscribers),
+            "persistent_subscriptions": sorted(self._consumers),
+        }
+        return stats
+
+    async def trim_old_events(self, max_age_days: float = 30) -> int:
+        """Remove events older than max_age_days (by their timestamp) that every group has acked."""
+        if not isinstance(max_age_days, int | float) or max_age_days < 0:
+            raise ValueError(f"max_age_days must be a number >= 0, got {max_age_days!r}")
+        result = await self._require_open().trim(before_ms=now_ms() - int(max_age_days * DAY_MS))
+        return result.removed
+
+    async def _trim_periodically(self, interval_seconds: float) -> None:
+        assert self._config is not None
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                result = await self.store.trim(max_events=self._config.max_events)
+                logger.info("trimmed %d events (%d kept unacked)", result.removed, result.kept_unacked)
+            except Exception as e:
+                logger.warning("background trim failed: %s", describe(e))
+
+
+async def iter_stored(
+    store: EventStore,
+    event_types: Sequence[str] | None,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    *,
+    source: str | None = None,
+    limit: int | None = None,
+    page_size: int = REPLAY_PAGE,
+) -> Any:
+    """Stored events page by page in publish order, so a million never sit in one list."""
+    start_ms = None if start_time is None else datetime_to_ms(start_time)
+    end_ms = None if end_time is None else datetime_to_ms(end_time)
+    after: int | None = None
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = page_size if remaining is None else min(page_size, remaining)
+        page = await store.read(
+            event_types=event_types, start_ms=start_ms, end_ms=end_ms, source=source,
+            after_position=after, limit=size,
+        )  # fmt: skip
+        for stored in page:
+            yield stored
+        if len(page) < size:
+            return
+        after = page[-1].position
+        if remaining is not None:
+            remaining -= len(page)
+
+
+def _as_types(event_types: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(event_types, str):
+        event_types = [event_types]
+    types = tuple(event_types)
+    if not types or not all(isinstance(t, str) and t for t in types):
+        raise ValueError(f"event_types must be non-empty strings (or '*'), got {event_types!r}")
+    return types
+
+
+def _group_start(start: Literal["earliest", "latest"] | datetime) -> GroupStart:
+    if isinstance(start, datetime):
+        return datetime_to_ms(start)
+    if start in ("earliest", "latest"):
+        return start
+    raise ValueError(f"start must be 'earliest', 'latest' or a datetime, got {start!r}")
+
+
+def _check_positive(
+    name: str, value: object, *, integer: bool = False, allow_zero: bool = False
+) -> None:
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and (value < 0 or (value == 0 and not allow_zero)):  # type: ignore[operator]
+        ok = False
+    if not ok:
+        expected = "an int" if integer else "a number"
+        raise ValueError(f"{name} must be {expected} {'>=' if allow_zero else '>'} 0, got {value!r}")
+
+
+EnhancedEventBus = EventBus

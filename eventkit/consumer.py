@@ -1,0 +1,295 @@
+"""One persistent subscription: claim -> call handler -> ack | retry with backoff | dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from eventkit import codec
+from eventkit.errors import LeaseLostError
+from eventkit.events import BaseEvent, ms_to_datetime
+from eventkit.stores.base import Claim, EventStore, now_ms
+
+logger = logging.getLogger(__name__)
+
+HandlerCall = Callable[[BaseEvent, "Delivery"], Awaitable[None]]
+
+
+class Delivery:
+    """What a handler may know about its delivery, and how it keeps a long job's lease alive."""
+
+    def __init__(self, claim: Claim, store: EventStore, timeout: asyncio.Timeout | None) -> None:
+        self._claim = claim
+        self._store = store
+        self._timeout = timeout
+
+    @property
+    def attempt(self) -> int:
+        return self._claim.attempt
+
+    @property
+    def consumer_group(self) -> str:
+        return self._claim.consumer_group
+
+    @property
+    def consumer_name(self) -> str:
+        return self._claim.consumer_name
+
+    @property
+    def lease_deadline(self) -> datetime:
+        return ms_to_datetime(self._claim.lease_deadline_ms)
+
+    @property
+    def claim(self) -> Claim:
+        return self._claim
+
+    async def extend_lease(self, seconds: float) -> datetime:
+        """Keep the event for `seconds` more from now; LeaseLostError if it was already lost."""
+        if seconds <= 0:
+            raise ValueError(f"extend_lease needs a positive number of seconds, got {seconds!r}")
+        extended = await self._store.extend_lease(self._claim, int(seconds * 1000))
+        if extended is None:
+            raise LeaseLostError(
+                f"lease on {self._claim.event.event_id} in {self.consumer_group!r} was lost "
+                "(expired or taken over); extend it earlier, or raise lease_seconds"
+            )
+        self._claim = extended
+        if self._timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._timeout.reschedule(loop.time() + (extended.lease_deadline_ms - now_ms()) / 1000)
+        return self.lease_deadline
+
+    def __repr__(self) -> str:
+        return (
+            f"Delivery(attempt={self.attempt}, consumer_group={self.consumer_group!r}, "
+            f"consumer_name={self.consumer_name!r}, lease_deadline={self.lease_deadline!r})"
+        )
+
+
+def adapt_handler(handler: Any) -> HandlerCall:
+    """Accept an object with handle_event, an async function or a plain function, taking the event
+    and optionally a Delivery."""
+    target = getattr(handler, "handle_event", handler)
+    if not callable(target):
+        raise TypeError(
+            f"handler {handler!r} is not callable and has no handle_event(event) method"
+        )
+    wants_delivery = _positional_arity(target) >= 2
+
+    async def call(event: BaseEvent, delivery: Delivery) -> None:
+        result = target(event, delivery) if wants_delivery else target(event)
+        if inspect.isawaitable(result):
+            await result
+
+    return call
+
+
+def _positional_arity(target: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in kinds)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """The settings of one persistent subscription (SPEC §3 subscribe_persistent)."""
+
+    event_types: tuple[str, ...]
+    consumer_group: str
+    consumer_name: str
+    handler: HandlerCall
+    batch_size: int = 10
+    max_retries: int = 3
+    lease_seconds: float = 30.0
+    retry_delay: float = 0.5
+    max_retry_delay: float = 60.0
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + self.max_retries
+
+    @property
+    def lease_ms(self) -> int:
+        return max(1, int(self.lease_seconds * 1000))
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Delay before the retry that follows failed attempt `attempt`: base*2^(attempt-1), capped,
+    with jitter in [50 %, 100 %] so retries of many events spread out."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay * (0.5 + 0.5 * (rng or random).random())
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class Consumer:
+    """Runs one subscription as a task; stop() lets the handler in flight finish, then releases."""
+
+    store: EventStore
+    subscription: Subscription
+    poll_interval: float = 0.1
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _stopping: bool = False
+    _acks: list[Claim] = field(default_factory=list)
+    _ack_task: asyncio.Task[None] | None = None
+    _next_due_ms: int | None = None
+    handled: int = 0
+    failed: int = 0
+
+    def start(self) -> None:
+        name = f"eventkit-consumer:{self.subscription.consumer_group}:{self.subscription.consumer_name}"
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self, timeout: float) -> None:
+        """Finish the handler in flight (up to timeout), then cancel it; its event is released."""
+        self._stopping = True
+        self.wakeup.set()
+        task = self._task
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout))
+            if not done:
+                task.cancel()
+                await asyncio.wait({task})
+        if self._ack_task is not None:
+            await asyncio.wait({self._ack_task})
+        await self._flush_acks()
+
+    async def _run(self) -> None:
+        sub = self.subscription
+        while not self._stopping:
+            self.wakeup.clear()
+            try:
+                claims = await self.store.claim(
+                    sub.consumer_group,
+                    sub.consumer_name,
+                    limit=sub.batch_size,
+                    lease_ms=sub.lease_ms,
+                    block_ms=int(self.poll_interval * 1000) if self.store.blocking_claims else 0,
+                )
+            except Exception as e:  # store down: keep the consumer alive and try again
+                logger.warning("claim failed in %s: %s; retrying", sub.consumer_group, describe(e))
+                await self._idle(self.poll_interval)
+                continue
+            if not claims:
+                if not self.store.blocking_claims:
+                    await self._idle(self._idle_seconds())
+                continue
+            await self._handle_batch(claims)
+
+    def _idle_seconds(self) -> float:
+        if self._next_due_ms is None:
+            return self.poll_interval
+        wait = (self._next_due_ms - now_ms()) / 1000
+        if wait <= 0:
+            self._next_due_ms = None
+            return 0.0
+        return min(self.poll_interval, wait)
+
+    async def _idle(self, seconds: float) -> None:
+        if seconds <= 0 or self.wakeup.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _handle_batch(self, claims: Sequence[Claim]) -> None:
+        for index, claim in enumerate(claims):
+            if self._stopping:
+                await self._release(claims[index:])
+                return
+            try:
+                await self._handle(claim)
+            except asyncio.CancelledError:
+                await self._release(claims[index:])
+                raise
+
+    async def _release(self, claims: Sequence[Claim]) -> None:
+        try:
+            await asyncio.shield(self.store.release(claims))
+        except Exception as e:  # the leases will expire and the events come back anyway
+            logger.warning("could not release %d claims: %s", len(claims), describe(e))
+
+    async def _handle(self, claim: Claim) -> None:
+        sub = self.subscription
+        if claim.attempt > sub.max_attempts:
+            # earlier attempts died with their consumer (lease expired): give up as for an error
+            await self.store.dead_letter(
+                claim, error=claim.last_error or "lease expired on every attempt"
+            )
+            self.failed += 1
+            return
+        try:
+            event = codec.decode(claim.event)
+        except codec.DECODE_ERRORS as e:  # no retry can fix this: DLQ at once, group goes on
+            await self.store.dead_letter(claim, error=describe(e), traceback=traceback.format_exc())
+            self.failed += 1
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (claim.lease_deadline_ms - now_ms()) / 1000
+        try:
+            async with asyncio.timeout_at(deadline) as timeout:
+                await sub.handler(event, Delivery(claim, self.store, timeout))
+        except TimeoutError as e:
+            if timeout.expired():  # hung past its lease: the next claim counts it as an attempt
+                logger.warning(
+                    "handler for %s in %s ran past its lease; it will be redelivered",
+                    claim.event.event_id, sub.consumer_group,
+                )  # fmt: skip
+                self.failed += 1
+                return
+            await self._fail(claim, e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            await self._fail(claim, e)
+        else:
+            self.handled += 1
+            self._queue_ack(claim)
+
+    async def _fail(self, claim: Claim, error: BaseException) -> None:
+        sub = self.subscription
+        self.failed += 1
+        text = describe(error)
+        trace = "".join(traceback.format_exception(error))
+        if claim.attempt >= sub.max_attempts:
+            await self.store.dead_letter(claim, error=text, traceback=trace)
+            return
+        delay = backoff_seconds(claim.attempt, sub.retry_delay, sub.max_retry_delay)
+        due = now_ms() + int(delay * 1000)
+        if await self.store.retry_later(claim, due_ms=due, error=text):
+            self._next_due_ms = due if self._next_due_ms is None else min(self._next_due_ms, due)
+
+    def _queue_ack(self, claim: Claim) -> None:
+        # acks are flushed as soon as they come, together when they come faster than one write
+        self._acks.append(claim)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                await self.store.ack(batch)
+            except Exception as e:  # unacked events come back when their leases expire
+                logger.warning("ack of %d events failed: %s", len(batch), describe(e))

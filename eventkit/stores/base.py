@@ -1,0 +1,304 @@
+"""The store protocol: small atomic operations every backend implements, and the records they move.
+
+Stores move JSON text and metadata only; they never decode or migrate events (codec.py does) and hold
+no delivery policy (consumer.py does: attempts, backoff, what goes to the DLQ). All times are integer
+epoch milliseconds in one clock domain (``now_ms``), never local time or text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
+
+if TYPE_CHECKING:
+    from eventkit.events import BaseEvent
+
+#: a group's start: all retained events, only those published after it, or from a timestamp (ms)
+GroupStart = Literal["earliest", "latest"] | int
+
+WILDCARD = "*"
+
+
+def now_ms() -> int:
+    """The one clock every store uses: UTC epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class DeliveryStatus(str, Enum):
+    """Where one event stands in one consumer group."""
+
+    #: handled successfully
+    ACKED = "acked"
+    #: leased to a consumer whose lease has not been settled
+    IN_FLIGHT = "in_flight"
+    #: failed, waiting for its retry time
+    RETRYING = "retrying"
+    #: moved to the group's dead-letter queue
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An encoded event ready to append: envelope fields plus the payload as JSON text."""
+
+    event_id: str
+    event_type: str
+    version: int
+    source: str
+    timestamp_ms: int
+    #: JSON object text of the payload fields only (no envelope fields)
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: its store-assigned position gives publish order."""
+
+    position: int
+    event_id: str
+    event_type: str
+    version: int
+    source: str
+    timestamp_ms: int
+    data: str
+    #: when the store accepted it (for publish-to-ack latency)
+    published_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One event leased to one consumer of a group; only the current holder's settle counts."""
+
+    event: StoredEvent
+    consumer_group: str
+    consumer_name: str
+    #: 1 for the first delivery; a retry or a reclaim after an expired lease adds 1
+    attempt: int
+    lease_deadline_ms: int
+    #: opaque; identifies this lease so a stale holder cannot settle a newer one
+    token: str
+    #: the error of the previous attempt, e.g. "lease expired ..." after a consumer died
+    last_error: str | None = None
+
+    @property
+    def is_expired(self) -> bool:
+        return now_ms() > self.lease_deadline_ms
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a group gave up on, with why, when and by whom; kept until replayed or discarded."""
+
+    stored: StoredEvent
+    consumer_group: str
+    consumer_name: str
+    attempts: int
+    failed_ms: int
+    last_error: str
+    traceback: str = ""
+
+    @property
+    def event(self) -> BaseEvent:
+        """The event, typed and migrated where possible, else a generic Event."""
+        from eventkit.codec import decode_lenient  # stores stay free of codec; records may decode
+
+        return decode_lenient(self.stored)
+
+    @property
+    def event_id(self) -> str:
+        return self.stored.event_id
+
+    @property
+    def failed_at(self) -> datetime:
+        return ms_to_datetime(self.failed_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """How one event went in one group: the raw material of latency and retry analysis."""
+
+    position: int
+    event_id: str
+    event_type: str
+    consumer_group: str
+    consumer_name: str
+    status: DeliveryStatus
+    attempts: int
+    published_ms: int
+    first_delivered_ms: int
+    acked_ms: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    #: events removed from the log
+    removed: int
+    #: events old enough to go but kept because some group has not acked them
+    kept_unacked: int
+
+
+class GroupStats(TypedDict):
+    lag: int
+    pending: int
+    dlq: int
+    delivered: int
+    acked: int
+    retried: int
+    consumers: int
+
+
+class StoreStats(TypedDict):
+    backend: str
+    total_events: int
+    pending_events: int
+    dlq_events: int
+    #: events the last trim kept because a group had not acked them
+    kept_unacked: int
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What the bus needs from a backend. Every method is atomic on its own; the conformance suite
+    in tests/conformance holds the observable semantics every backend must share."""
+
+    #: "memory" | "sqlite" | "redis"
+    backend: str
+    #: True when claim(block_ms=...) can wait server-side for new events (Redis XREADGROUP BLOCK)
+    blocking_claims: bool
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed; idempotent. StoreUnavailableError if unreachable."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    # -- the log ------------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Store a batch in one transaction, durable on return; positions in input order.
+
+        An event whose event_id is already stored is not stored again: its existing position is
+        returned (producers retry). Positions are store-assigned, strictly increasing in commit order.
+        """
+
+    async def read(
+        self,
+        *,
+        event_types: Sequence[str] | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        source: str | None = None,
+        after_position: int | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Events in publish order, filtered by type ("*" or None: all), timestamp in
+        [start_ms, end_ms), source, and position > after_position (for paging)."""
+
+    async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """The stored events with these ids, in publish order (missing ids are left out)."""
+
+    # -- consumer groups ----------------------------------------------------------------------
+
+    async def ensure_group(
+        self, group: str, event_types: Sequence[str], start: GroupStart = "earliest"
+    ) -> None:
+        """Create the group at `start` if it is new, and add `event_types` to its filter.
+
+        A group's filter is the union of the types it was ever subscribed with ("*" matches all).
+        `start` is ignored for an existing group. A timestamp start begins at the first event
+        (in publish order) whose timestamp_ms >= start.
+        """
+
+    async def groups(self) -> list[str]:
+        """Names of all groups, sorted."""
+
+    async def register_consumer(self, group: str, consumer: str) -> None:
+        """Record a live member of the group (counted in stats)."""
+
+    async def unregister_consumer(self, group: str, consumer: str) -> None:
+        """Forget a member; its unsettled claims stay leased until they expire or are released."""
+
+    async def claim(
+        self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
+    ) -> list[Claim]:
+        """Lease up to `limit` events of the group's filter to `consumer`, atomically across processes.
+
+        First events due again (retry time reached, or lease expired: each counts as a new attempt,
+        an expired lease sets last_error to say so), then unread ones in publish order. No event is
+        leased to two consumers at once, and a dead or acked event is never leased again. With
+        block_ms > 0 a store with blocking_claims may wait that long for new events; others return.
+        """
+
+    async def ack(self, claims: Sequence[Claim]) -> int:
+        """Mark acked those claims still holding their lease (token matches, deadline not passed);
+        the rest are ignored. Returns how many counted."""
+
+    async def extend_lease(self, claim: Claim, lease_ms: int) -> Claim | None:
+        """Push the deadline to now + lease_ms if the claim still holds the lease; None if lost."""
+
+    async def release(self, claims: Sequence[Claim]) -> int:
+        """Give claims back (bus closing): deliverable again at once, and this attempt not counted."""
+
+    async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
+        """Schedule a retry at due_ms with the error, if the claim still holds its lease."""
+
+    async def dead_letter(self, claim: Claim, *, error: str, traceback: str = "") -> bool:
+        """Move the event to the group's DLQ, atomically with ending its lease, if still held."""
+
+    async def is_idle(self, groups: Sequence[str] | None = None) -> bool:
+        """True when nothing in these groups (None: all) is unread, in flight or awaiting retry."""
+
+    # -- dead-letter queue --------------------------------------------------------------------
+
+    async def get_pending_events(
+        self, consumer_group: str | None = None, *, event_ids: Sequence[str] | None = None
+    ) -> list[DeadLetter]:
+        """DLQ entries of a group (None: all groups), oldest failure first."""
+
+    async def count_dead_letters(self, consumer_group: str) -> int:
+        """Size of a group's DLQ."""
+
+    async def replay_dead_letters(
+        self,
+        consumer_group: str,
+        *,
+        event_types: Sequence[str] | None = None,
+        event_ids: Sequence[str] | None = None,
+    ) -> int:
+        """Take matching entries out of the DLQ and make them deliverable to that group only, with
+        attempts reset; works even if the event was trimmed from the log. Returns how many."""
+
+    async def discard_dead_letters(
+        self, consumer_group: str, *, event_ids: Sequence[str] | None = None
+    ) -> int:
+        """Delete matching DLQ entries (None: all of the group's). Returns how many."""
+
+    # -- analysis and retention ---------------------------------------------------------------
+
+    async def deliveries(
+        self, group: str, *, after_position: int | None = None, limit: int | None = None
+    ) -> list[DeliveryRecord]:
+        """Delivery records of one group in position order, paged by after_position."""
+
+    async def stats(self) -> dict[str, Any]:
+        """{"store": StoreStats, "groups": {name: GroupStats}}, read from the store itself so every
+        process sharing it sees the same figures."""
+
+    async def trim(self, *, before_ms: int | None = None, max_events: int | None = None) -> TrimResult:
+        """Remove events with timestamp_ms < before_ms, and the oldest beyond the newest max_events,
+        except those some group has not acked (unread, in flight, retrying); never touches the DLQ.
+        Delivery records of removed events go with them."""
+
+
+def matches(event_type: str, event_types: Collection[str] | None) -> bool:
+    return not event_types or WILDCARD in event_types or event_type in event_types
+

@@ -1,0 +1,204 @@
+"""At-least-once delivery: leases, expiry and redelivery, late acks, retries with backoff, close."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from eventkit import BaseEvent, Delivery, EventBus
+from eventkit.errors import LeaseLostError
+from eventkit.stores.base import EventStore
+from tests.helpers import Recorder, discovered, new_events, wait_until
+
+
+async def test_claims_lease_each_event_to_one_consumer(store: EventStore) -> None:
+    await store.append(new_events(10))
+    await store.ensure_group("g", ["*"])
+    first = await store.claim("g", "a", limit=6, lease_ms=10_000)
+    second = await store.claim("g", "b", limit=6, lease_ms=10_000)
+    assert len(first) == 6 and len(second) == 4
+    assert not {c.event.event_id for c in first} & {c.event.event_id for c in second}
+    assert all(c.attempt == 1 and c.consumer_group == "g" for c in first + second)
+    assert await store.claim("g", "c", limit=5, lease_ms=10_000) == []
+    assert await store.ack(first + second) == 10
+    assert await store.is_idle(["g"])
+
+
+async def test_expired_lease_is_redelivered_and_counts_as_an_attempt(store: EventStore) -> None:
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [dead_consumer_claim] = await store.claim("g", "dies", limit=1, lease_ms=100)
+    assert await store.claim("g", "other", limit=1, lease_ms=100) == []  # lease holds
+    await asyncio.sleep(0.25)
+    [reclaimed] = await store.claim("g", "other", limit=1, lease_ms=5_000)
+    assert reclaimed.event.event_id == dead_consumer_claim.event.event_id
+    assert reclaimed.attempt == 2
+    assert reclaimed.consumer_name == "other"
+    assert "lease expired" in (reclaimed.last_error or "")
+
+
+async def test_late_ack_from_an_expired_lease_is_ignored(store: EventStore) -> None:
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [stale] = await store.claim("g", "slow", limit=1, lease_ms=100)
+    await asyncio.sleep(0.25)
+    [current] = await store.claim("g", "fast", limit=1, lease_ms=5_000)
+    assert await store.ack([stale]) == 0  # the old holder cannot ack the new claim
+    assert not await store.is_idle(["g"])
+    assert await store.retry_later(stale, due_ms=0, error="x") is False
+    assert await store.dead_letter(stale, error="x") is False
+    assert await store.ack([current]) == 1
+    assert await store.is_idle(["g"])
+    assert await store.count_dead_letters("g") == 0
+
+
+async def test_ack_after_own_lease_expired_is_ignored(store: EventStore) -> None:
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [claim] = await store.claim("g", "slow", limit=1, lease_ms=100)
+    await asyncio.sleep(0.25)
+    assert await store.ack([claim]) == 0
+    [again] = await store.claim("g", "slow", limit=1, lease_ms=5_000)
+    assert again.attempt == 2
+
+
+async def test_extend_lease_keeps_the_event(store: EventStore) -> None:
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [claim] = await store.claim("g", "a", limit=1, lease_ms=300)
+    extended = await store.extend_lease(claim, 5_000)
+    assert extended is not None and extended.lease_deadline_ms > claim.lease_deadline_ms
+    await asyncio.sleep(0.45)
+    assert await store.claim("g", "b", limit=1, lease_ms=1_000) == []
+    assert await store.ack([extended]) == 1
+
+
+async def test_release_makes_the_event_deliverable_without_counting(store: EventStore) -> None:
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [claim] = await store.claim("g", "a", limit=1, lease_ms=30_000)
+    assert await store.release([claim]) == 1
+    [again] = await store.claim("g", "b", limit=1, lease_ms=30_000)
+    assert again.attempt == 1 and again.event.event_id == claim.event.event_id
+
+
+async def test_failed_handler_is_retried_with_exponential_backoff(bus: EventBus) -> None:
+    rec = Recorder(fail_times=3)
+    await bus.subscribe_persistent(
+        ["asset.discovered"], "flaky", "w", rec, max_retries=3, retry_delay=0.2, max_retry_delay=5
+    )
+    event = discovered(1)
+    await bus.publish(event)
+    await wait_until(lambda: rec.ids == [event.event_id], timeout=10)
+    times = rec.times[event.event_id]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 3
+    # base·2^(n-1) with jitter in [50 %, 100 %], plus polling slack
+    for n, gap in enumerate(gaps, start=1):
+        nominal = 0.2 * 2 ** (n - 1)
+        assert 0.5 * nominal - 0.02 <= gap <= nominal + 0.25, (n, gap)
+    assert await bus.wait_idle(timeout=5)
+    stats = (await bus.get_stats())["groups"]["flaky"]
+    assert (stats["delivered"], stats["retried"], stats["acked"], stats["dlq"]) == (4, 3, 1, 0)
+
+
+async def test_a_failing_event_does_not_block_the_group(bus: EventBus) -> None:
+    poison = discovered(0)
+    rec = Recorder(fail_times=100, fail_ids={poison.event_id})
+    await bus.subscribe_persistent(
+        ["asset.discovered"], "g", "w", rec, max_retries=1, retry_delay=0.05
+    )
+    others = [discovered(i) for i in range(1, 20)]
+    await bus.publish_many([poison, *others])
+    assert await bus.wait_idle(timeout=10)
+    assert rec.ids == [e.event_id for e in others]
+    assert await bus.get_pending_events("g") == 1
+
+
+async def test_hung_handler_is_bounded_by_its_lease(bus: EventBus) -> None:
+    calls: list[int] = []
+
+    async def hangs_once(event: BaseEvent, delivery: Delivery) -> None:
+        calls.append(delivery.attempt)
+        if delivery.attempt == 1:
+            await asyncio.sleep(3600)
+
+    await bus.subscribe_persistent(["*"], "g", "w", hangs_once, lease_seconds=0.3)
+    await bus.publish(discovered(1))
+    await wait_until(lambda: calls == [1, 2], timeout=10)
+    assert await bus.wait_idle(timeout=5)
+    assert (await bus.get_stats())["groups"]["g"]["acked"] == 1
+
+
+async def test_handler_can_extend_its_lease(bus: EventBus) -> None:
+    attempts: list[int] = []
+
+    async def long_job(event: BaseEvent, delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        for _ in range(4):
+            await asyncio.sleep(0.15)
+            await delivery.extend_lease(0.3)
+
+    await bus.subscribe_persistent(["*"], "g", "w", long_job, lease_seconds=0.3)
+    await bus.publish(discovered(1))
+    await wait_until(lambda: attempts, timeout=5)
+    assert await bus.wait_idle(timeout=10)
+    assert attempts == [1]  # 0.6 s of work on a 0.3 s lease, never redelivered
+
+
+async def test_extend_lease_after_losing_it_raises(store: EventStore) -> None:
+    from eventkit.consumer import Delivery as ConsumerDelivery
+
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [claim] = await store.claim("g", "a", limit=1, lease_ms=50)
+    await asyncio.sleep(0.15)
+    delivery = ConsumerDelivery(claim, store, None)
+    try:
+        await delivery.extend_lease(1)
+    except LeaseLostError as e:
+        assert "lease" in str(e)
+    else:
+        raise AssertionError("extend_lease on an expired lease must raise LeaseLostError")
+
+
+async def test_close_waits_for_handler_then_releases_without_ack(make_bus) -> None:  # type: ignore[no-untyped-def]
+    bus = await make_bus()
+    started = asyncio.Event()
+
+    async def slow(event: BaseEvent) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    await bus.subscribe_persistent(["*"], "g", "w", slow, lease_seconds=60)
+    await bus.publish(discovered(1))
+    await asyncio.wait_for(started.wait(), 5)
+    t0 = time.monotonic()
+    await bus.close(timeout=0.2)
+    assert time.monotonic() - t0 < 2
+    after = await make_bus()
+    rec = Recorder()
+    await after.subscribe_persistent(["*"], "g", "w2", rec, lease_seconds=60)
+    await wait_until(lambda: rec.ids, timeout=5)  # released at once, not after the 60 s lease
+    stats = (await after.get_stats())["groups"]["g"]
+    assert stats["acked"] == 1
+
+
+async def test_publish_wakes_idle_consumers_at_once(make_bus) -> None:  # type: ignore[no-untyped-def]
+    bus = await make_bus(poll_interval_seconds=1.0)  # a poll would take up to a second
+    latencies: list[float] = []
+    sent: dict[str, float] = {}
+
+    def handler(event: BaseEvent) -> None:
+        latencies.append(time.perf_counter() - sent[event.event_id])
+
+    await bus.subscribe_persistent(["*"], "fast", "w", handler)
+    await asyncio.sleep(0.3)  # the consumer is idle now
+    for i in range(10):
+        event = discovered(i)
+        sent[event.event_id] = time.perf_counter()
+        await bus.publish(event)
+        await wait_until(lambda n=i: len(latencies) > n, timeout=5)
+        await asyncio.sleep(0.03)
+    latencies.sort()
+    assert latencies[5] < 0.05, latencies
