@@ -215,11 +215,8 @@ def _init_fields(cls: type) -> frozenset[str]:
 @functools.cache
 def _datetime_fields(cls: type) -> tuple[str, ...]:
     try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # a class defined where its annotations cannot be resolved
-        return ()
-    return tuple(
-        f.name
-        for f in dataclasses.fields(cls)
-        if hints.get(f.name) in (datetime, datetime | None)
-    )
+        hints: dict[str, Any] = typing.get_type_hints(cls)
+    except Exception:  # annotations naming something local: fall back to their text
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    wanted = (datetime, datetime | None, "datetime", "datetime | None", "Optional[datetime]")
+    return tuple(f.name for f in dataclasses.fields(cls) if hints.get(f.name) in wanted)

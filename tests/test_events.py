@@ -1,0 +1,90 @@
+"""Events: creation, identity, time, dict round trips, the generic Event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from eventkit import BaseEvent, Event, create_event
+from eventkit.codec import decode, encode
+from eventkit.errors import SerializationError
+from eventkit.events import SAMPLE_EVENTS, AssetDiscoveredEvent, QualityAssessedEvent
+from eventkit.stores.base import StoredEvent
+
+
+def test_create_event_names_an_unknown_field() -> None:
+    with pytest.raises(TypeError, match="'colour'"):
+        create_event(AssetDiscoveredEvent, source="s", asset_id="a", file_path="/f",
+                     media_type="image", colour="red")  # fmt: skip
+
+
+def test_create_event_names_a_missing_field() -> None:
+    with pytest.raises(TypeError, match="'file_path'"):
+        create_event(AssetDiscoveredEvent, source="s", asset_id="a", media_type="image")
+
+
+def test_identity_and_time_are_fixed_at_creation_in_utc_milliseconds() -> None:
+    event = create_event(QualityAssessedEvent, source="q", asset_id="a", score=0.5)
+    assert len(event.event_id) == 32 and event.event_id == event.event_id
+    assert event.timestamp.tzinfo is UTC and event.timestamp.microsecond % 1000 == 0
+    assert abs(event.timestamp - datetime.now(UTC)) < timedelta(seconds=5)
+    assert create_event(QualityAssessedEvent, asset_id="a", score=0.5).event_id != event.event_id
+
+
+def test_other_timezones_are_converted_and_naive_taken_as_utc() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    event = QualityAssessedEvent(asset_id="a", score=1, timestamp=datetime(2026, 1, 1, 14, tzinfo=plus_two))
+    assert event.timestamp == datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert event.timestamp.tzinfo is UTC
+    naive = QualityAssessedEvent(asset_id="a", score=1, timestamp=datetime(2026, 1, 1, 12, 0, 0, 123456))
+    assert naive.timestamp == datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def test_to_dict_and_from_dict_round_trip_through_json() -> None:
+    import json
+
+    event = create_event(AssetDiscoveredEvent, source="scanner", asset_id="a1", file_path="/x.jpg",
+                         media_type="image", file_size=10, metadata={"tags": ["a"]})  # fmt: skip
+    record = json.loads(json.dumps(event.to_dict()))
+    assert record["version"] == 1 and isinstance(record["timestamp"], int)
+    assert record["data"]["metadata"] == {"tags": ["a"]}
+    again = BaseEvent.from_dict(record)
+    assert again == event and type(again) is AssetDiscoveredEvent
+    assert AssetDiscoveredEvent.from_dict(record) == event
+    with pytest.raises(SerializationError):
+        QualityAssessedEvent.from_dict(record)
+
+
+def test_every_sample_event_round_trips_through_the_codec() -> None:
+    values = {str: "x", int: 3, float: 0.5}
+    for cls in SAMPLE_EVENTS:
+        fields = {
+            name: values.get(hint, values[str])
+            for name, hint in {"asset_id": str, "file_path": str, "media_type": str, "score": float,
+                               "workflow_id": str, "workflow_type": str, "error_message": str}.items()
+            if name in cls.__dataclass_fields__
+        }  # fmt: skip
+        event = create_event(cls, source="t", **fields)
+        new = encode(event)
+        stored = StoredEvent(1, *[getattr(new, f) for f in new.__slots__], published_ms=0)  # type: ignore[attr-defined]
+        assert decode(stored) == event, cls.__name__
+
+
+def test_generic_event_keeps_type_version_and_data() -> None:
+    event = Event(event_type="billing.charged", version=3, data={"amount": 5}, source="b")
+    assert (event.event_type, event.version, event.data) == ("billing.charged", 3, {"amount": 5})
+    assert event.to_dict()["data"] == {"amount": 5}
+
+
+def test_datetime_payload_fields_survive_the_round_trip() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    @dataclass(kw_only=True)
+    class Scheduled(BaseEvent):
+        event_type: ClassVar[str] = "job.scheduled"
+        run_at: datetime
+
+    event = Scheduled(run_at=datetime(2026, 2, 3, 4, 5, tzinfo=UTC))
+    assert BaseEvent.from_dict(event.to_dict()) == event
