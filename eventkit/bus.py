@@ -78,7 +78,10 @@ class EventBus:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -148,7 +151,9 @@ class EventBus:
                 try:
                     await call(event, None)  # type: ignore[arg-type]
                 except Exception:
-                    logger.exception("in-process subscriber %r failed on %s", subscriber, event.event_id)
+                    logger.exception(
+                        "in-process subscriber %r failed on %s", subscriber, event.event_id
+                    )
 
     # -- in-process subscribers ----------------------------------------------------------------
 
@@ -341,7 +346,9 @@ class EventBus:
             await asyncio.sleep(interval_seconds)
             try:
                 result = await self.store.trim(max_events=self._config.max_events)
-                logger.info("trimmed %d events (%d kept unacked)", result.removed, result.kept_unacked)
+                logger.info(
+                    "trimmed %d events (%d kept unacked)", result.removed, result.kept_unacked
+                )
             except Exception as e:
                 logger.warning("background trim failed: %s", describe(e))
 
@@ -402,7 +409,9 @@ def _check_positive(
         ok = False
     if not ok:
         expected = "an int" if integer else "a number"
-        raise ValueError(f"{name} must be {expected} {'>=' if allow_zero else '>'} 0, got {value!r}")
+        raise ValueError(
+            f"{name} must be {expected} {'>=' if allow_zero else '>'} 0, got {value!r}"
+        )
 
 
 EnhancedEventBus = EventBus

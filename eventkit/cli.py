@@ -122,7 +122,9 @@ async def _export(bus: EventBus, args: argparse.Namespace) -> int:
         try:
             from eventkit.frames import export_frame
         except ImportError:
-            print("csv/parquet export needs pandas: pip install 'eventkit[notebook]'", file=sys.stderr)
+            print(
+                "csv/parquet export needs pandas: pip install 'eventkit[notebook]'", file=sys.stderr
+            )
             return 2
         count = await export_frame(bus, args.output, args.format, event_types=args.event_types)
     progress.done(f"exported {count} events to {args.output}")
@@ -138,7 +140,9 @@ async def _dlq(bus: EventBus, args: argparse.Namespace) -> int:
         letters = await bus.store.get_pending_events(args.group)
         print(f"{len(letters)} dead letters in {args.group!r}")
         for letter in letters:
-            print(f"{letter.event_id}\t{letter.stored.event_type}\t{letter.attempts}\t{letter.last_error}")
+            print(
+                f"{letter.event_id}\t{letter.stored.event_type}\t{letter.attempts}\t{letter.last_error}"
+            )
     return 0
 
 

@@ -70,7 +70,9 @@ class EventStoreConfig:
             scheme = urlsplit(self.redis_url).scheme
             if scheme not in ("redis", "rediss", "unix"):
                 raise ConfigError(
-                    "redis_url", redact_url(self.redis_url), "use a redis://, rediss:// or unix:// URL"
+                    "redis_url",
+                    redact_url(self.redis_url),
+                    "use a redis://, rediss:// or unix:// URL",
                 )
 
     @property
@@ -124,7 +126,9 @@ class EventStoreConfig:
                 env, "EVENT_STORE_TRIM_INTERVAL_HOURS"
             )
         if "EVENT_STORE_POLL_INTERVAL" in env:
-            values["poll_interval_seconds"] = _parse_optional_float(env, "EVENT_STORE_POLL_INTERVAL")
+            values["poll_interval_seconds"] = _parse_optional_float(
+                env, "EVENT_STORE_POLL_INTERVAL"
+            )
         values.update(overrides)
         try:
             return cls(**values)

@@ -125,11 +125,14 @@ class Subscription:
         return max(1, int(self.lease_seconds * 1000))
 
 
-def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+def backoff_seconds(
+    attempt: int, base: float, cap: float, rng: random.Random | None = None
+) -> float:
     """Delay before the retry that follows failed attempt `attempt`: base*2^(attempt-1), capped,
     with jitter in [50 %, 100 %] so retries of many events spread out."""
     delay = min(cap, base * 2 ** max(0, attempt - 1))
-    return delay * (0.5 + 0.5 * (rng or random).random())
+    jitter = rng.random() if rng is not None else random.random()
+    return float(delay * (0.5 + 0.5 * jitter))
 
 
 def describe(error: BaseException) -> str:
@@ -195,6 +198,10 @@ class Consumer:
                     await self._idle(self._idle_seconds())
                 continue
             await self._handle_batch(claims)
+            if self._acks:
+                # handlers that never yield (no-op, CPU-only) would starve the ack task: let it
+                # take this batch's acks before the next claim, so unsettled work stays one batch
+                await asyncio.sleep(0)
 
     def _idle_seconds(self) -> float:
         if self._next_due_ms is None:
@@ -239,6 +246,12 @@ class Consumer:
             )
             self.failed += 1
             return
+        if claim.lease_deadline_ms - now_ms() < sub.lease_ms // 2:
+            # it waited behind slower events of its batch: renew before starting, or let it go
+            renewed = await self.store.extend_lease(claim, sub.lease_ms)
+            if renewed is None:
+                return
+            claim = renewed
         try:
             event = codec.decode(claim.event)
         except codec.DECODE_ERRORS as e:  # no retry can fix this: DLQ at once, group goes on

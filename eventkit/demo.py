@@ -84,8 +84,7 @@ def sample_events(count: int, seed: int = 7, start: datetime | None = None) -> I
                         workflow_id=workflow_id, error_message="worker lost", error_type="Timeout",
                     )
                 )  # fmt: skip
-        for event in batch[: count - produced]:
-            yield event
+        yield from batch[: count - produced]
         produced += min(len(batch), count - produced)
 
 
@@ -202,7 +201,9 @@ def _print_stats(stats: dict[str, Any], out: Callable[[str], Any]) -> None:
         f"store: {store['backend']}, {store['total_events']} events, "
         f"{store['pending_events']} pending, {store['dlq_events']} in DLQ"
     )
-    out(f"{'group':<12} {'delivered':>9} {'acked':>7} {'retried':>7} {'dlq':>5} {'lag':>5} consumers")
+    out(
+        f"{'group':<12} {'delivered':>9} {'acked':>7} {'retried':>7} {'dlq':>5} {'lag':>5} consumers"
+    )
     for name, g in stats["groups"].items():
         out(
             f"{name:<12} {g['delivered']:>9} {g['acked']:>7} {g['retried']:>7} {g['dlq']:>5} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ def versioned_event(
         if event_type is not None:
             cls.event_type = event_type  # type: ignore[attr-defined]
         if "__dataclass_fields__" not in cls.__dict__:
-            cls = dataclasses.dataclass(kw_only=True)(cls)
+            cls = typing.cast(C, dataclasses.dataclass(kw_only=True)(cls))
         registry.register_class(cls, description=description)
         return cls
 

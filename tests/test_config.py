@@ -31,7 +31,9 @@ def test_from_env_reads_every_variable(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_names_the_variable_and_the_choices() -> None:
-    with pytest.raises(ConfigError, match="EVENT_STORE_BACKEND='mysql'.*sqlite, redis, memory") as info:
+    with pytest.raises(
+        ConfigError, match="EVENT_STORE_BACKEND='mysql'.*sqlite, redis, memory"
+    ) as info:
         EventStoreConfig.from_env({"EVENT_STORE_BACKEND": "mysql"})
     assert info.value.variable == "EVENT_STORE_BACKEND"
 
@@ -53,7 +55,9 @@ def test_unusable_values_name_their_variable(variable: str, value: str) -> None:
     assert "hunter2" not in str(info.value)
 
 
-def test_path_expands_home_and_creates_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_path_expands_home_and_creates_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     config = EventStoreConfig.from_env({"EVENT_STORE_PATH": "~/deep/er/events.db"})
     assert config.resolved_path == tmp_path / "deep/er/events.db"

@@ -34,10 +34,14 @@ def test_identity_and_time_are_fixed_at_creation_in_utc_milliseconds() -> None:
 
 def test_other_timezones_are_converted_and_naive_taken_as_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
-    event = QualityAssessedEvent(asset_id="a", score=1, timestamp=datetime(2026, 1, 1, 14, tzinfo=plus_two))
+    event = QualityAssessedEvent(
+        asset_id="a", score=1, timestamp=datetime(2026, 1, 1, 14, tzinfo=plus_two)
+    )
     assert event.timestamp == datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert event.timestamp.tzinfo is UTC
-    naive = QualityAssessedEvent(asset_id="a", score=1, timestamp=datetime(2026, 1, 1, 12, 0, 0, 123456))
+    naive = QualityAssessedEvent(
+        asset_id="a", score=1, timestamp=datetime(2026, 1, 1, 12, 0, 0, 123456)
+    )
     assert naive.timestamp == datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.blocks import run_block
 
-QUICK_START = '''
+QUICK_START = """
 from eventkit import EnhancedEventBus
 from eventkit import create_event
 from eventkit.events import AssetDiscoveredEvent
@@ -29,9 +29,9 @@ event = create_event(
     metadata={"width": 1920, "height": 1080}
 )
 await bus.publish(event)
-'''
+"""
 
-PERSISTENT_SUBSCRIPTIONS = '''
+PERSISTENT_SUBSCRIPTIONS = """
 # Old way
 subscriber = MyEventHandler(["asset.discovered"])
 bus.subscribe(subscriber)
@@ -45,18 +45,18 @@ subscription_id = await bus.subscribe_persistent(
     batch_size=10,
     max_retries=3
 )
-'''
+"""
 
-EVENT_VERSIONING = '''
+EVENT_VERSIONING = """
 from eventkit.versioning import versioned_event
 
 @versioned_event(version=2, event_type="asset.discovered", description="Added tags field")
 class AssetDiscoveredEventV2(BaseEvent):
     tags: List[str] = field(default_factory=list)
     # ... other fields
-'''
+"""
 
-PHASE_2 = '''
+PHASE_2 = """
 # Asset processor that must not miss events
 await bus.subscribe_persistent(
     event_types=["asset.discovered", "asset.processed"],
@@ -64,17 +64,17 @@ await bus.subscribe_persistent(
     consumer_name=f"worker-{worker_id}",
     handler=asset_processor
 )
-'''
+"""
 
-DLQ_MONITORING = '''
+DLQ_MONITORING = """
 # Check for failed events
 dlq_count = await bus.get_pending_events("critical-processors")
 if dlq_count > 0:
     # Investigate and replay if needed
     replayed = await bus.replay_dlq("critical-processors")
-'''
+"""
 
-PHASE_3_VERSION = '''
+PHASE_3_VERSION = """
 # When adding fields or changing structure
 @versioned_event(version=2, event_type="quality.assessed", 
                  description="Added provider tracking")
@@ -85,9 +85,9 @@ class QualityAssessedEventV2(BaseEvent):
     asset_id: str
     score: float
     issues: List[str] = field(default_factory=list)
-'''
+"""
 
-PHASE_3_MIGRATION = '''
+PHASE_3_MIGRATION = """
 from eventkit.versioning import EventMigration
 
 class QualityAssessedV1ToV2(EventMigration):
@@ -104,9 +104,9 @@ class QualityAssessedV1ToV2(EventMigration):
         migrated["provider"] = "brisque"  # Default for v1
         migrated["confidence"] = 0.8
         return migrated
-'''
+"""
 
-REPLAY = '''
+REPLAY = """
 # Replay events for debugging or recovery
 replayed = await bus.replay_events(
     event_types=["asset.processed"],
@@ -114,9 +114,9 @@ replayed = await bus.replay_events(
     start_time=datetime.now() - timedelta(days=1),
     limit=100
 )
-'''
+"""
 
-CONSUMER_GROUPS = '''
+CONSUMER_GROUPS = """
 # Multiple workers processing same queue
 for i in range(3):
     await bus.subscribe_persistent(
@@ -125,9 +125,9 @@ for i in range(3):
         consumer_name=f"executor-{i}",
         handler=workflow_executor
     )
-'''
+"""
 
-MONITORING = '''
+MONITORING = """
 # Get statistics
 stats = await bus.get_stats()
 print(f"Total events: {stats['store']['total_events']}")
@@ -136,9 +136,9 @@ print(f"DLQ: {stats['store']['dlq_events']}")
 
 # Trim old events
 trimmed = await bus.trim_old_events(max_age_days=30)
-'''
+"""
 
-TROUBLESHOOTING = '''
+TROUBLESHOOTING = """
 if not bus._initialized:
     await bus.initialize()
 
@@ -146,7 +146,7 @@ if not bus._initialized:
 pending = await bus.store.get_pending_events("my-group")
 for event in pending:
     print(f"Failed: {event.event.event_id} - {event.last_error}")
-'''
+"""
 
 
 class MyEventHandler:
@@ -166,13 +166,13 @@ class MyEventHandler:
 def _namespace() -> dict[str, Any]:
     from dataclasses import field
     from datetime import datetime, timedelta
-    from typing import Any, Dict, List  # noqa: UP035 - the guide's own spelling
+    from typing import Any  # noqa: UP035 - the guide's own spelling
 
     from eventkit import BaseEvent
 
     return {
-        "MyEventHandler": MyEventHandler, "BaseEvent": BaseEvent, "field": field, "List": List,
-        "Dict": Dict, "Any": Any, "datetime": datetime, "timedelta": timedelta,
+        "MyEventHandler": MyEventHandler, "BaseEvent": BaseEvent, "field": field, "List": list,
+        "Dict": dict, "Any": Any, "datetime": datetime, "timedelta": timedelta,
     }  # fmt: skip
 
 

@@ -41,11 +41,16 @@ async def test_two_processes_split_a_group_without_duplicates(backend: Any, make
     workers = [_spawn(backend, "split", f"proc-{i}", "work") for i in range(2)]
     outputs = [await asyncio.to_thread(w.communicate, timeout=60) for w in workers]
     handled = [
-        line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("handled")
+        line.split()[1]
+        for out, _ in outputs
+        for line in out.splitlines()
+        if line.startswith("handled")
     ]
     assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
     assert sorted(handled) == sorted(e.event_id for e in events)  # each once, none lost
-    per_worker = [sum(1 for line in out.splitlines() if line.startswith("handled")) for out, _ in outputs]
+    per_worker = [
+        sum(1 for line in out.splitlines() if line.startswith("handled")) for out, _ in outputs
+    ]
     assert all(count > 0 for count in per_worker), per_worker  # both took a share
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from eventkit.config import EventStoreConfig
 from eventkit.errors import ConfigError
@@ -30,9 +30,7 @@ def open_store(config: EventStoreConfig) -> EventStore:
     if config.backend == "sqlite":
         from eventkit.stores.sqlite import SQLiteEventStore
 
-        return SQLiteEventStore(
-            config.resolved_path, busy_timeout_ms=config.busy_timeout_ms
-        )
+        return SQLiteEventStore(config.resolved_path, busy_timeout_ms=config.busy_timeout_ms)
     if config.backend == "redis":
         try:
             from eventkit.stores.redis import RedisEventStore
@@ -40,7 +38,9 @@ def open_store(config: EventStoreConfig) -> EventStore:
             raise ConfigError(
                 "EVENT_STORE_BACKEND", "redis", "install the driver: pip install 'eventkit[redis]'"
             ) from e
-        return RedisEventStore(config.resolved_redis_url, namespace=config.namespace)
+        return cast(
+            EventStore, RedisEventStore(config.resolved_redis_url, namespace=config.namespace)
+        )
     raise ConfigError("backend", config.backend, "use sqlite, redis or memory")
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-class DeliveryStatus(str, Enum):
+class DeliveryStatus(StrEnum):
     """Where one event stands in one consumer group."""
 
     #: handled successfully
@@ -293,7 +293,9 @@ class EventStore(Protocol):
         """{"store": StoreStats, "groups": {name: GroupStats}}, read from the store itself so every
         process sharing it sees the same figures."""
 
-    async def trim(self, *, before_ms: int | None = None, max_events: int | None = None) -> TrimResult:
+    async def trim(
+        self, *, before_ms: int | None = None, max_events: int | None = None
+    ) -> TrimResult:
         """Remove events with timestamp_ms < before_ms, and the oldest beyond the newest max_events,
         except those some group has not acked (unread, in flight, retrying); never touches the DLQ.
         Delivery records of removed events go with them."""
@@ -301,4 +303,3 @@ class EventStore(Protocol):
 
 def matches(event_type: str, event_types: Collection[str] | None) -> bool:
     return not event_types or WILDCARD in event_types or event_type in event_types
-

@@ -23,7 +23,9 @@ from eventkit.stores.base import (
     now_ms,
 )
 
-EXPIRED_LEASE_ERROR = "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
+EXPIRED_LEASE_ERROR = (
+    "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
+)
 
 
 @dataclass(slots=True)
@@ -109,7 +111,9 @@ class MemoryEventStore:
         limit: int | None = None,
     ) -> list[StoredEvent]:
         _check_limit(limit)
-        start = 0 if after_position is None else bisect.bisect_right(self._positions, after_position)
+        start = (
+            0 if after_position is None else bisect.bisect_right(self._positions, after_position)
+        )
         found: list[StoredEvent] = []
         for stored in self._log[start:]:
             if limit is not None and len(found) >= limit:
@@ -376,7 +380,9 @@ class MemoryEventStore:
         state = self._groups.get(group)
         if state is None:
             return []
-        positions = sorted(p for p in state.deliveries if after_position is None or p > after_position)
+        positions = sorted(
+            p for p in state.deliveries if after_position is None or p > after_position
+        )
         if limit is not None:
             positions = positions[:limit]
         return [_record(group, state.deliveries[p]) for p in positions]
@@ -406,7 +412,9 @@ class MemoryEventStore:
                 "groups": groups,
             }
 
-    async def trim(self, *, before_ms: int | None = None, max_events: int | None = None) -> TrimResult:
+    async def trim(
+        self, *, before_ms: int | None = None, max_events: int | None = None
+    ) -> TrimResult:
         _check_limit(max_events)
         async with self._lock:
             doomed: set[int] = set()

@@ -153,7 +153,9 @@ async def test_handlers_may_be_plain_async_or_objects(bus: EventBus) -> None:
     async def async_handler(event: AssetDiscoveredEvent) -> None:
         coro.append(event.asset_id)
 
-    await bus.subscribe_persistent(["asset.discovered"], "plain", "w", lambda e: plain.append(e.asset_id))
+    await bus.subscribe_persistent(
+        ["asset.discovered"], "plain", "w", lambda e: plain.append(e.asset_id)
+    )
     await bus.subscribe_persistent(["asset.discovered"], "async", "w", async_handler)
     await bus.publish(discovered(3))
     assert await bus.wait_idle(timeout=10)

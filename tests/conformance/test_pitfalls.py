@@ -62,7 +62,9 @@ async def test_pitfall_03_versions_are_ints_everywhere(bus: EventBus) -> None:
 
 
 async def test_pitfall_04_identity_is_fixed_at_creation_and_deduplicates(bus: EventBus) -> None:
-    event = create_event(AssetDiscoveredEvent, source="s", asset_id="a", file_path="/f", media_type="image")
+    event = create_event(
+        AssetDiscoveredEvent, source="s", asset_id="a", file_path="/f", media_type="image"
+    )
     assert event.event_id == event.event_id and event.timestamp == event.timestamp
     first = await bus.publish(event)
     second = await bus.publish(event)  # a producer's retry

@@ -67,7 +67,12 @@ async def test_v1_events_are_migrated_through_v2_to_v3_on_consume(bus: EventBus)
     assert await bus.wait_idle(timeout=10)
     assert [type(e) for e in rec.events] == [latest, latest]
     first = rec.events[0]
-    assert (first.score_pct, first.provider, first.confidence, first.version) == (50.0, "brisque", 0.8, 3)  # type: ignore[attr-defined]
+    assert (first.score_pct, first.provider, first.confidence, first.version) == (
+        50.0,
+        "brisque",
+        0.8,
+        3,
+    )  # type: ignore[attr-defined]
     assert first.event_id == "e1" and first.source == "old-service"
 
 
