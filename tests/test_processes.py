@@ -68,7 +68,8 @@ async def test_sigkill_mid_handler_loses_nothing_and_counts_the_attempt(
     _, killed_id, attempt = first.split()
     assert attempt == "1"
     worker.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(worker.wait)
+    await asyncio.to_thread(worker.communicate)
+    assert worker.returncode == -signal.SIGKILL
 
     attempts: dict[str, list[int]] = {}
 

@@ -21,6 +21,7 @@ async def main(config_json: str, group: str, name: str, mode: str) -> None:
             if mode == "hang":
                 print("started", event.event_id, delivery.attempt, flush=True)
                 await asyncio.sleep(3600)
+            await asyncio.sleep(0.005)  # some work, so that both processes get a share
             print("handled", event.event_id, delivery.attempt, flush=True)
 
         await bus.subscribe_persistent(["*"], group, name, handler, batch_size=5, lease_seconds=1.0)
