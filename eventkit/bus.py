@@ -140,7 +140,8 @@ class EventBus:
             raise StoreError(f"publishing {len(encoded)} events failed: {describe(e)}") from e
         for consumer in self._consumers.values():
             consumer.wakeup.set()
-        await self._notify(batch)
+        if self._subscribers:
+            await self._notify(batch)
         return [e.event_id for e in encoded]
 
     async def _notify(self, events: Sequence[BaseEvent]) -> None:

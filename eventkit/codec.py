@@ -42,8 +42,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: built once: json.dumps with these options would build a new encoder on every call
+_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def json_safe(value: Any) -> Any:
@@ -142,8 +146,8 @@ def build(
     if cls is None:
         return Event(event_type=event_type, version=version, data=data, **envelope)
     fields = _init_fields(cls)
-    unknown = sorted(set(data) - fields)
-    if unknown:
+    if not fields.issuperset(data):
+        unknown = sorted(set(data) - fields)
         raise SerializationError(
             f"stored {event_type} v{version} has fields {cls.__name__} does not declare: "
             f"{', '.join(unknown)}; add them to the class or a migration that maps them"

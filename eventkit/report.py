@@ -27,6 +27,8 @@ async def write_report(bus: EventBus, folder: Path) -> list[Path]:
         ("dlq", plot_dlq(dead)),
     ):
         path = folder / f"{name}.png"
-        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        figure = ax.get_figure(root=True)
+        assert figure is not None  # every plot_* draws on a figure
+        figure.savefig(path, dpi=100, bbox_inches="tight")
         written.append(path)
     return written

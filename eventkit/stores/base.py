@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
+
+from eventkit.events import ms_to_datetime
 
 if TYPE_CHECKING:
     from eventkit.events import BaseEvent
@@ -26,10 +28,6 @@ WILDCARD = "*"
 def now_ms() -> int:
     """The one clock every store uses: UTC epoch milliseconds."""
     return time.time_ns() // 1_000_000
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class DeliveryStatus(StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import secrets
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +22,9 @@ from eventkit.stores.base import (
     matches,
     now_ms,
 )
+
+#: lease tokens only need to differ within this process: a counter, not a random syscall per lease
+_TOKENS = itertools.count(1)
 
 EXPIRED_LEASE_ERROR = (
     "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
@@ -201,7 +204,7 @@ class MemoryEventStore:
         delivery.consumer = consumer
         delivery.status = DeliveryStatus.IN_FLIGHT
         delivery.deadline_ms = now + lease_ms
-        delivery.token = secrets.token_hex(8)
+        delivery.token = str(next(_TOKENS))
         state.unsettled.add(delivery.event.position)
         state.delivered += 1
         if delivery.attempts > 1:

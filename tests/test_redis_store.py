@@ -1,0 +1,253 @@
+"""Redis-only behaviour on real redis-servers: processes, crashes, passwords, TLS, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import traceback
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eventkit import BaseEvent, EventBus, EventStoreConfig
+from eventkit.codec import encode
+from eventkit.errors import StoreUnavailableError
+from eventkit.stores.base import Claim
+from eventkit.stores.redis import RedisEventStore
+from tests.helpers import Recorder, discovered, new_events, wait_until
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "s3cret-Pa55word"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as started:
+        yield started
+
+
+def _namespace() -> str:
+    return f"rtest-{uuid.uuid4().hex[:10]}"
+
+
+def _config(url: str, namespace: str) -> EventStoreConfig:
+    return EventStoreConfig(
+        backend="redis", redis_url=url, namespace=namespace, trim_interval_hours=None,
+        poll_interval_seconds=0.05,
+    )  # fmt: skip
+
+
+def _spawn(url: str, namespace: str, group: str, name: str, mode: str) -> subprocess.Popen[str]:
+    config = {"backend": "redis", "redis_url": url, "namespace": namespace,
+              "trim_interval_hours": None, "poll_interval_seconds": 0.05}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.worker_process", json.dumps(config), group, name, mode],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+async def _opened(url: str, namespace: str | None = None) -> RedisEventStore:
+    store = RedisEventStore(url, namespace=namespace or _namespace())
+    await store.open()
+    return store
+
+
+async def test_two_processes_split_1000_events_without_duplicates(server: RedisServer) -> None:
+    namespace = _namespace()
+    store = await _opened(server.url, namespace)
+    try:
+        await store.ensure_group("split", ["*"])
+        events = [discovered(i) for i in range(1000)]
+        await store.append([encode(e) for e in events])
+        workers = [_spawn(server.url, namespace, "split", f"proc-{i}", "work") for i in range(2)]
+        outputs = [await asyncio.to_thread(w.communicate, timeout=120) for w in workers]
+        assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
+        handled = [
+            [line.split()[1] for line in out.splitlines() if line.startswith("handled")]
+            for out, _ in outputs
+        ]
+        everything = handled[0] + handled[1]
+        assert len(everything) == len(set(everything)) == 1000  # none twice
+        assert set(everything) == {e.event_id for e in events}  # none lost
+        assert all(len(share) > 100 for share in handled), [len(s) for s in handled]
+        stats = (await store.stats())["groups"]["split"]
+        assert (stats["acked"], stats["delivered"], stats["pending"], stats["lag"]) == (
+            1000, 1000, 0, 0,
+        )  # fmt: skip
+    finally:
+        await store.close()
+
+
+async def test_sigkill_mid_handler_loses_nothing_and_the_next_claim_is_attempt_2(
+    server: RedisServer,
+) -> None:
+    namespace = _namespace()
+    store = await _opened(server.url, namespace)
+    try:
+        await store.ensure_group("crash", ["*"])
+        events = new_events(20)
+        await store.append(events)
+        worker = _spawn(server.url, namespace, "crash", "doomed", "hang")
+        assert worker.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(worker.stdout.readline), 30)
+        _, killed_id, attempt = line.split()
+        assert attempt == "1"
+        worker.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(worker.communicate)
+        assert worker.returncode == -signal.SIGKILL
+
+        claimed: dict[str, Claim] = {}
+
+        async def claim_the_rest() -> bool:
+            for claim in await store.claim("crash", "survivor", limit=50, lease_ms=30_000):
+                assert claim.event.event_id not in claimed  # never leased twice
+                claimed[claim.event.event_id] = claim
+            return len(claimed) == 20
+
+        await wait_until(claim_the_rest, timeout=15)  # the dead worker's lease is 1 s
+        assert claimed[killed_id].attempt == 2  # the crash counted as an attempt
+        assert "lease expired" in (claimed[killed_id].last_error or "")
+        assert "doomed" in (claimed[killed_id].last_error or "")
+        assert await store.ack(list(claimed.values())) == 20
+        assert await store.is_idle(["crash"])
+        stats = (await store.stats())["groups"]["crash"]
+        assert (stats["acked"], stats["pending"], stats["dlq"]) == (20, 0, 0)
+        assert stats["retried"] >= 1
+    finally:
+        await store.close()
+
+
+async def test_password_in_the_url_works_and_never_shows(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with RedisServer(password=PASSWORD) as server:
+        assert PASSWORD in server.url
+        config = _config(server.url, _namespace())
+        async with EventBus(config) as bus:
+            rec = Recorder()
+            await bus.subscribe_persistent(["*"], "g", "w", rec)
+            await bus.publish_many([discovered(i) for i in range(5)])
+            assert await bus.wait_idle(timeout=10)
+            assert len(rec.ids) == 5
+            stats = await bus.get_stats()
+            assert stats["store"]["backend"] == "redis" and stats["groups"]["g"]["acked"] == 5
+            shown = [repr(bus.store), str(bus.store), repr(config), str(config), json.dumps(stats)]
+            assert "***" in repr(bus.store)
+        wrong = server.url.replace(PASSWORD, "Wr0ng-" + PASSWORD[::-1])
+        with pytest.raises(StoreUnavailableError) as failed:
+            await _opened(wrong)
+        shown += [
+            str(failed.value),
+            repr(failed.value),
+            "".join(traceback.format_exception(failed.value)),
+        ]
+        assert "Wr0ng" not in " ".join(shown[-3:])
+    shown.append(caplog.text)
+    assert caplog.records  # something was logged, and none of it holds the password
+    for text in shown:
+        assert PASSWORD not in text and PASSWORD[::-1] not in text
+
+
+async def test_tls_server_reached_with_rediss() -> None:
+    with RedisServer(tls=True, password=PASSWORD) as server:
+        assert server.url.startswith("rediss://") and "ssl_ca_certs=" in server.url
+        store = await _opened(server.url)
+        try:
+            positions = await store.append(new_events(3))
+            await store.ensure_group("g", ["*"])
+            claims = await store.claim("g", "w", limit=10, lease_ms=5_000)
+            assert [c.event.position for c in claims] == positions
+            assert await store.ack(claims) == 3
+        finally:
+            await store.close()
+        # the certificate is really checked: without the CA the handshake is refused
+        untrusted = server.url.split("?")[0]
+        with pytest.raises(StoreUnavailableError, match="rediss://:\\*\\*\\*@127.0.0.1"):
+            await _opened(untrusted)
+        # and a plain redis:// client cannot talk to the TLS port
+        with pytest.raises(StoreUnavailableError):
+            await _opened(untrusted.replace("rediss://", "redis://"))
+
+
+async def test_restart_during_consumption_acks_every_event_exactly_once() -> None:
+    with RedisServer(appendonly=True) as server:
+        config = _config(server.url, _namespace())
+        async with EventBus(config) as bus:
+            rec = Recorder()
+            for i in range(2):
+                await bus.subscribe_persistent(
+                    ["*"], "g", f"w{i}", rec, batch_size=5, lease_seconds=2.0
+                )
+            events = [discovered(i) for i in range(300)]
+            await bus.publish_many(events[:100])
+            await wait_until(lambda: len(rec.ids) >= 20, timeout=10)
+            restart = asyncio.create_task(asyncio.to_thread(server.restart))
+            for event in events[100:200]:  # publishes ride out the restart (retry, reconnect)
+                await bus.publish(event)
+            await restart
+            await bus.publish_many(events[200:])
+            assert await bus.wait_idle(timeout=30)
+            assert set(rec.ids) == {e.event_id for e in events}  # nothing lost
+            stats = (await bus.get_stats())["groups"]["g"]
+            assert (stats["acked"], stats["pending"], stats["dlq"], stats["lag"]) == (300, 0, 0, 0)
+            records = await bus.store.deliveries("g")
+            assert len(records) == 300 and all(r.status == "acked" for r in records)
+            # an event handled twice (its ack lost in the restart) shows as a 2nd attempt
+            twice = [e for e in rec.ids if rec.ids.count(e) > 1]
+            assert all(r.attempts > 1 for r in records if r.event_id in twice)
+
+
+async def test_group_is_recreated_after_a_restart_without_persistence() -> None:
+    with RedisServer() as server:
+        store = await _opened(server.url)
+        try:
+            await store.ensure_group("g", ["asset.discovered"])
+            await store.append(new_events(2))
+            await asyncio.to_thread(server.restart)  # --appendonly no --save '': all data gone
+            assert await store.read() == []
+            await store.append(new_events(3))
+            claims = await store.claim("g", "w", limit=10, lease_ms=5_000)
+            assert len(claims) == 3  # the group came back at "earliest", filter included
+            assert await store.groups() == ["g"]
+        finally:
+            await store.close()
+
+
+async def test_redis_down_at_open_raises_store_unavailable_without_the_password() -> None:
+    with RedisServer(password=PASSWORD) as server:
+        url = server.url
+    # the server is stopped: nothing listens on that port now
+    with pytest.raises(StoreUnavailableError) as failed:
+        await _opened(url)
+    text = str(failed.value) + repr(failed.value)
+    text += "".join(traceback.format_exception(failed.value))
+    assert "unavailable" in text and "127.0.0.1" in text and ":***@" in text
+    assert PASSWORD not in text
+    bus = EventBus(_config(url, _namespace()))
+    with pytest.raises(StoreUnavailableError) as via_bus:
+        await bus.initialize()
+    assert PASSWORD not in str(via_bus.value)
+
+
+async def test_positions_map_back_to_stream_ids(server: RedisServer) -> None:
+    store = await _opened(server.url)
+    try:
+        positions = await store.append(new_events(5))
+        page = await store.read(after_position=positions[1], limit=2)
+        assert [e.position for e in page] == positions[2:4]
+        assert all(e.position >> 20 == e.published_ms for e in page)  # ms << 20 | seq
+        event: BaseEvent = discovered(1)
+        twice = await store.append([encode(event)] * 2)  # a batch repeating one id stores it once
+        assert twice[0] == twice[1] > positions[-1]
+        assert await store.append([encode(event)]) == twice[:1]
+        assert len(await store.read()) == 6
+    finally:
+        await store.close()

@@ -1,0 +1,154 @@
+"""SQLite-only properties: processes sharing one file, the schema on disk, the idle probe's cost, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from eventkit.errors import StoreError, StoreUnavailableError
+from eventkit.stores.base import NewEvent
+from eventkit.stores.sqlite import SCHEMA_VERSION, SQLiteEventStore
+from tests.helpers import new_events
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: claims from one group of the store at argv[1] until it is idle; prints each event id it acked
+WORKER = """
+import asyncio, pathlib, sys
+from eventkit.stores.sqlite import SQLiteEventStore
+
+async def main(path, name, go):
+    store = SQLiteEventStore(path)
+    await store.open()
+    print("ready", flush=True)
+    while not pathlib.Path(go).exists():
+        await asyncio.sleep(0.01)
+    try:
+        while not await store.is_idle(["split"]):
+            claims = await store.claim("split", name, limit=10, lease_ms=30_000)
+            await asyncio.sleep(0.002)  # some work, so the other process gets its turns
+            assert await store.ack(claims) == len(claims)
+            for claim in claims:
+                print("acked", claim.event.event_id, flush=True)
+    finally:
+        await store.close()
+
+asyncio.run(main(*sys.argv[1:4]))
+"""
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteEventStore]:
+    opened = SQLiteEventStore(tmp_path / "events.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_two_processes_split_one_group_without_duplicates_or_losses(
+    store: SQLiteEventStore, tmp_path: Path
+) -> None:
+    events = new_events(1000)
+    await store.append(events)
+    await store.ensure_group("split", ["*"])
+    go = tmp_path / "go"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(store.path), f"proc-{i}", str(go)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    for worker in workers:  # both connected before either claims
+        assert worker.stdout is not None
+        assert (await asyncio.to_thread(worker.stdout.readline)).strip() == "ready"
+    go.touch()
+    outputs = [await asyncio.to_thread(w.communicate, timeout=60) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err for _, err in outputs]
+    acked = [[line.split()[1] for line in out.splitlines()] for out, _ in outputs]
+    assert sorted(acked[0] + acked[1]) == sorted(e.event_id for e in events)  # once each
+    assert all(len(share) > 0 for share in acked), [len(share) for share in acked]
+    stats = (await store.stats())["groups"]["split"]
+    assert {k: stats[k] for k in ("delivered", "acked", "pending", "lag")} == {
+        "delivered": 1000, "acked": 1000, "pending": 0, "lag": 0,
+    }  # fmt: skip
+
+
+async def test_schema_version_is_recorded_and_an_existing_file_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    first = SQLiteEventStore(path)
+    await first.open()
+    positions = await first.append(new_events(3))
+    await first.ensure_group("g", ["*"])
+    await first.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    raw.close()
+    again = SQLiteEventStore(path)
+    await again.open()
+    try:
+        assert [e.position for e in await again.read()] == positions
+        assert await again.groups() == ["g"]
+        later = await again.append(new_events(2))
+        assert min(later) > max(positions)
+        assert len(await again.claim("g", "w", limit=10, lease_ms=1_000)) == 5
+    finally:
+        await again.close()
+
+
+async def test_idle_claim_is_cheap_with_a_large_log_and_never_waits_for_the_writer(
+    store: SQLiteEventStore,
+) -> None:
+    template = new_events(1)[0]
+    for start in range(0, 200_000, 20_000):
+        await store.append([
+            NewEvent(f"bulk-{n}", template.event_type, 1, "bulk", template.timestamp_ms, "{}")
+            for n in range(start, start + 20_000)
+        ])  # fmt: skip
+    await store.ensure_group("caught-up", ["*"], "latest")
+    await store.ensure_group("other-type", ["workflow.completed"])  # 200k unread of other types
+    # another process holds the write lock all along: an idle poll must not need it
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        timings = []
+        for group in ["caught-up", "other-type"] * 30:
+            start = time.perf_counter()
+            assert await store.claim(group, "w", limit=100, lease_ms=30_000) == []
+            timings.append(time.perf_counter() - start)
+    finally:
+        holder.rollback()
+        holder.close()
+    median = statistics.median(timings[10:])  # after warming the page cache
+    assert median < 0.002, f"idle claim took {median * 1e6:.0f} µs (median)"
+    assert await store.is_idle(["caught-up", "other-type"])
+
+
+async def test_an_unwritable_path_says_which_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    store = SQLiteEventStore(blocker / "events.db")
+    with pytest.raises(StoreUnavailableError, match="a-file/events.db is not writable"):
+        await store.open()
+    with pytest.raises(StoreError, match="not open"):  # and it stays unusable
+        await store.read()
+
+
+async def test_a_file_that_is_not_a_database_is_refused_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is a text file, not SQLite " * 64)
+    with pytest.raises(StoreUnavailableError, match="notes.db.*not a SQLite database"):
+        await SQLiteEventStore(path).open()
+    assert path.read_bytes().startswith(b"this is a text file")  # left as it was
