@@ -38,7 +38,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Core (publish, consume, latency)"
 PUBLISH_BATCH = 1_000
 #: batch_size of the persistent subscriptions and of the raw claim loops
-CONSUME_BATCH = 100
+CONSUME_BATCH = 500  # as Kafka's max.poll.records default
 EVENT_TYPE = AssetDiscoveredEvent.event_type
 
 

@@ -138,10 +138,10 @@ class RawSQLite:
                 async with lock:
                     self._tokens += 1
                     token, now = f"{name}-{self._tokens}", now_ms()
-                    async with db.execute(
+                    claimed = await db.execute_fetchall(
                         CLAIM, (group, name, now, now + 30_000, token, group, EVENT_TYPE, batch)
-                    ) as cursor:
-                        positions = [row[0] async for row in cursor]
+                    )  # one thread round trip (iterating an aiosqlite cursor costs one per row)
+                    positions = [row[0] for row in claimed]
                     if positions:
                         await db.execute(
                             "UPDATE groups SET cursor = ? WHERE name = ?", (max(positions), group)
@@ -150,8 +150,7 @@ class RawSQLite:
                 if not positions:
                     return
                 marks = ",".join("?" * len(positions))
-                async with db.execute(FETCH.format(marks), positions) as cursor:
-                    events = await cursor.fetchall()
+                events = await db.execute_fetchall(FETCH.format(marks), positions)
                 for event in events:
                     await handler(json.loads(event[6]))
                 handled += len(events)

@@ -138,13 +138,10 @@ def build(
 ) -> BaseEvent:
     version, data = versioning.registry.migrate(event_type, version, data)
     cls = versioning.registry.current_class(event_type)
-    envelope: dict[str, Any] = {
-        "event_id": event_id,
-        "timestamp": ms_to_datetime(timestamp_ms),
-        "source": source,
-    }
+    timestamp = ms_to_datetime(timestamp_ms)
     if cls is None:
-        return Event(event_type=event_type, version=version, data=data, **envelope)
+        return Event(event_type=event_type, version=version, data=data, event_id=event_id,
+                     timestamp=timestamp, source=source)  # fmt: skip
     fields = _init_fields(cls)
     if not fields.issuperset(data):
         unknown = sorted(set(data) - fields)
@@ -156,7 +153,8 @@ def build(
         if isinstance(data.get(name), str):
             data[name] = datetime.fromisoformat(data[name])
     try:
-        return typing.cast(BaseEvent, cls(**envelope, **data))
+        event = cls(event_id=event_id, timestamp=timestamp, source=source, **data)
+        return typing.cast(BaseEvent, event)
     except TypeError as e:
         raise SerializationError(
             f"stored {event_type} v{version} does not fit {cls.__name__}: {e}; "

@@ -7,6 +7,7 @@ import inspect
 import logging
 import random
 import traceback
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,16 +20,19 @@ from eventkit.stores.base import Claim, EventStore, now_ms
 
 logger = logging.getLogger(__name__)
 
+
 HandlerCall = Callable[[BaseEvent, "Delivery"], Awaitable[None]]
 
 
 class Delivery:
     """What a handler may know about its delivery, and how it keeps a long job's lease alive."""
 
-    def __init__(self, claim: Claim, store: EventStore, timeout: asyncio.Timeout | None) -> None:
+    def __init__(
+        self, claim: Claim, store: EventStore, on_extend: Callable[[int], None] | None = None
+    ) -> None:
         self._claim = claim
         self._store = store
-        self._timeout = timeout
+        self._on_extend = on_extend  # moves the handler's time limit to the new lease deadline
 
     @property
     def attempt(self) -> int:
@@ -61,9 +65,8 @@ class Delivery:
                 "(expired or taken over); extend it earlier, or raise lease_seconds"
             )
         self._claim = extended
-        if self._timeout is not None:
-            loop = asyncio.get_running_loop()
-            self._timeout.reschedule(loop.time() + (extended.lease_deadline_ms - now_ms()) / 1000)
+        if self._on_extend is not None:
+            self._on_extend(extended.lease_deadline_ms)
         return self.lease_deadline
 
     def __repr__(self) -> str:
@@ -82,6 +85,10 @@ def adapt_handler(handler: Any) -> HandlerCall:
             f"handler {handler!r} is not callable and has no handle_event(event) method"
         )
     wants_delivery = _positional_arity(target) >= 2
+    if inspect.iscoroutinefunction(target):  # the common case: no wrapper coroutine per event
+        if wants_delivery:
+            return typing.cast(HandlerCall, target)
+        return lambda event, _delivery: typing.cast(Awaitable[None], target(event))
 
     async def call(event: BaseEvent, delivery: Delivery) -> None:
         result = target(event, delivery) if wants_delivery else target(event)
@@ -152,6 +159,8 @@ class Consumer:
     _acks: list[Claim] = field(default_factory=list)
     _ack_task: asyncio.Task[None] | None = None
     _next_due_ms: int | None = None
+    _timeout: asyncio.Timeout | None = None
+    _armed_ms: int | None = None
     handled: int = 0
     failed: int = 0
 
@@ -178,19 +187,10 @@ class Consumer:
         await self._flush_acks()
 
     async def _run(self) -> None:
-        sub = self.subscription
         while not self._stopping:
             self.wakeup.clear()
-            try:
-                claims = await self.store.claim(
-                    sub.consumer_group,
-                    sub.consumer_name,
-                    limit=sub.batch_size,
-                    lease_ms=sub.lease_ms,
-                    block_ms=int(self.poll_interval * 1000) if self.store.blocking_claims else 0,
-                )
-            except Exception as e:  # store down: keep the consumer alive and try again
-                logger.warning("claim failed in %s: %s; retrying", sub.consumer_group, describe(e))
+            claims = await self._claim()
+            if claims is None:  # the store is down: keep the consumer alive, try again
                 await self._idle(self.poll_interval)
                 continue
             if not claims:
@@ -202,6 +202,20 @@ class Consumer:
                 # handlers that never yield (no-op, CPU-only) would starve the ack task: let it
                 # take this batch's acks before the next claim, so unsettled work stays one batch
                 await asyncio.sleep(0)
+
+    async def _claim(self) -> list[Claim] | None:
+        sub = self.subscription
+        try:
+            return await self.store.claim(
+                sub.consumer_group,
+                sub.consumer_name,
+                limit=sub.batch_size,
+                lease_ms=sub.lease_ms,
+                block_ms=int(self.poll_interval * 1000) if self.store.blocking_claims else 0,
+            )
+        except Exception as e:
+            logger.warning("claim failed in %s: %s; retrying", sub.consumer_group, describe(e))
+            return None
 
     def _idle_seconds(self) -> float:
         if self._next_due_ms is None:
@@ -221,15 +235,42 @@ class Consumer:
             pass
 
     async def _handle_batch(self, claims: Sequence[Claim]) -> None:
-        for index, claim in enumerate(claims):
-            if self._stopping:
-                await self._release(claims[index:])
-                return
+        """Each handler is bounded by its claim's lease through one timeout per batch, re-armed
+        only when the deadline changes (a batch shares one) and disarmed around store calls."""
+        index = 0
+        while index < len(claims):
+            self._armed_ms = None
+            self._timeout = timeout = asyncio.timeout(None)
             try:
-                await self._handle(claim)
+                async with timeout:
+                    while index < len(claims):
+                        if self._stopping:
+                            await self._release(claims[index:])
+                            return
+                        index += 1
+                        await self._handle(claims[index - 1])
+            except TimeoutError:
+                if not timeout.expired():
+                    raise
+                # hung past its lease: the next claim counts it as an attempt
+                logger.warning(
+                    "handler for %s in %s ran past its lease; it will be redelivered",
+                    claims[index - 1].event.event_id, self.subscription.consumer_group,
+                )  # fmt: skip
+                self.failed += 1
             except asyncio.CancelledError:
-                await self._release(claims[index:])
+                await self._release(claims[index - 1 :])
                 raise
+
+    def _arm(self, deadline_ms: int | None) -> None:
+        """Point the batch's timeout at a lease deadline (None: no limit, for store calls)."""
+        if deadline_ms == self._armed_ms or self._timeout is None:
+            return
+        self._armed_ms = deadline_ms
+        when = None
+        if deadline_ms is not None:
+            when = asyncio.get_running_loop().time() + (deadline_ms - now_ms()) / 1000
+        self._timeout.reschedule(when)
 
     async def _release(self, claims: Sequence[Claim]) -> None:
         try:
@@ -241,6 +282,7 @@ class Consumer:
         sub = self.subscription
         if claim.attempt > sub.max_attempts:
             # earlier attempts died with their consumer (lease expired): give up as for an error
+            self._arm(None)
             await self.store.dead_letter(
                 claim, error=claim.last_error or "lease expired on every attempt"
             )
@@ -248,6 +290,7 @@ class Consumer:
             return
         if claim.lease_deadline_ms - now_ms() < sub.lease_ms // 2:
             # it waited behind slower events of its batch: renew before starting, or let it go
+            self._arm(None)
             renewed = await self.store.extend_lease(claim, sub.lease_ms)
             if renewed is None:
                 return
@@ -255,26 +298,17 @@ class Consumer:
         try:
             event = codec.decode(claim.event)
         except codec.DECODE_ERRORS as e:  # no retry can fix this: DLQ at once, group goes on
+            self._arm(None)
             await self.store.dead_letter(claim, error=describe(e), traceback=traceback.format_exc())
             self.failed += 1
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (claim.lease_deadline_ms - now_ms()) / 1000
+        self._arm(claim.lease_deadline_ms)
         try:
-            async with asyncio.timeout_at(deadline) as timeout:
-                await sub.handler(event, Delivery(claim, self.store, timeout))
-        except TimeoutError as e:
-            if timeout.expired():  # hung past its lease: the next claim counts it as an attempt
-                logger.warning(
-                    "handler for %s in %s ran past its lease; it will be redelivered",
-                    claim.event.event_id, sub.consumer_group,
-                )  # fmt: skip
-                self.failed += 1
-                return
-            await self._fail(claim, e)
+            await sub.handler(event, Delivery(claim, self.store, self._arm))
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            self._arm(None)
             await self._fail(claim, e)
         else:
             self.handled += 1

@@ -76,7 +76,8 @@ class BaseEvent:
             self.timestamp = datetime.fromisoformat(self.timestamp)
         if not isinstance(self.timestamp, datetime):
             raise TypeError(f"timestamp must be a datetime, got {type(self.timestamp).__name__}")
-        self.timestamp = to_utc_ms(self.timestamp)
+        if self.timestamp.tzinfo is not UTC or self.timestamp.microsecond % 1000:
+            self.timestamp = to_utc_ms(self.timestamp)  # decoded events are UTC ms already
 
     def payload(self) -> dict[str, Any]:
         """The payload fields as a dict (no envelope fields)."""
