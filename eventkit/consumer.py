@@ -187,21 +187,36 @@ class Consumer:
         await self._flush_acks()
 
     async def _run(self) -> None:
-        while not self._stopping:
-            self.wakeup.clear()
-            claims = await self._claim()
-            if claims is None:  # the store is down: keep the consumer alive, try again
-                await self._idle(self.poll_interval)
-                continue
-            if not claims:
-                if not self.store.blocking_claims:
-                    await self._idle(self._idle_seconds())
-                continue
-            await self._handle_batch(claims)
-            if self._acks:
-                # handlers that never yield (no-op, CPU-only) would starve the ack task: let it
-                # take this batch's acks before the next claim, so unsettled work stays one batch
-                await asyncio.sleep(0)
+        sub = self.subscription
+        prefetched: asyncio.Task[list[Claim] | None] | None = None
+        try:
+            while not self._stopping:
+                self.wakeup.clear()
+                if prefetched is not None:
+                    claims, prefetched = await prefetched, None
+                else:
+                    claims = await self._claim()
+                if claims is None:  # the store is down: keep the consumer alive, try again
+                    await self._idle(self.poll_interval)
+                    continue
+                if not claims:
+                    if not self.store.blocking_claims:
+                        await self._idle(self._idle_seconds())
+                    continue
+                if self.store.prefetch_claims and len(claims) == sub.batch_size:
+                    # a backlog: the server prepares the next batch while this one is handled
+                    prefetched = asyncio.get_running_loop().create_task(self._claim())
+                    await asyncio.sleep(0)  # let it send the request
+                await self._handle_batch(claims)
+                if self._acks:
+                    # handlers that never yield (no-op, CPU-only) would starve the ack task: let
+                    # it take this batch's acks before the next claim
+                    await asyncio.sleep(0)
+        finally:
+            if prefetched is not None:  # never cancelled mid-claim: wait for it, give it back
+                claims = await prefetched
+                if claims:
+                    await self._release(claims)
 
     async def _claim(self) -> list[Claim] | None:
         sub = self.subscription

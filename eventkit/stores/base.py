@@ -172,6 +172,9 @@ class EventStore(Protocol):
     backend: str
     #: True when claim(block_ms=...) can wait server-side for new events (Redis XREADGROUP BLOCK)
     blocking_claims: bool
+    #: True when the store works in another process (a server), so claiming the next batch while
+    #: handlers run overlaps the two; in-process stores would only compete for the GIL
+    prefetch_claims: bool
 
     async def open(self) -> None:
         """Connect and create the schema if needed; idempotent. StoreUnavailableError if unreachable."""

@@ -65,6 +65,7 @@ class MemoryEventStore:
 
     backend = "memory"
     blocking_claims = False
+    prefetch_claims = False
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()

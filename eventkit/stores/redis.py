@@ -211,6 +211,12 @@ end
 -- 2. unread, in publish order; other types are not this group's work: ack them unrecorded
 local types = type_set(KEYS[4])
 local all = types['*']
+-- a new delivery's record is encode_record's text, built by concatenation: Lua is slow here
+local head = '{"status":"in_flight","token":' .. cjson.encode(token) .. ',"acked_ms":null,"consumer":'
+  .. cjson.encode(consumer) .. ',"attempts":1,"first_ms":' .. string.format('%.0f', now)
+  .. ',"lease_ms":' .. string.format('%.0f', lease) .. ',"event_id":'
+local quoted_type = {}
+local expiry = now + lease
 while #out < limit do
   local res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit - #out,
     'STREAMS', KEYS[1], '>')
@@ -219,8 +225,13 @@ while #out < limit do
   for _, e in ipairs(res[1][2]) do
     local f = e[2]
     if all or types[f[4]] then
-      lease_out(e[1], {event_id = f[2], event_type = f[4], attempts = 1, first_ms = now,
-        acked_ms = cjson.null, last_error = cjson.null}, f)
+      local qt = quoted_type[f[4]]
+      if not qt then qt = cjson.encode(f[4]) quoted_type[f[4]] = qt end
+      local n = #records
+      records[n + 1], records[n + 2] = e[1], head .. cjson.encode(f[2]) .. ',"event_type":' .. qt
+        .. ',"last_error":null}'
+      deadlines[n + 1], deadlines[n + 2] = expiry, e[1]
+      out[#out + 1] = {e[1], 1, false, f}
     else
       skipped[#skipped + 1] = e[1]
     end
@@ -327,9 +338,10 @@ if not g then return 0 end
 local types = type_set(KEYS[2])
 local all, first = types['*'], ARGV[2] == '1'
 if all and g[2] and not first then return g[2] end  -- Redis knows the lag unless holes hide it
-local n, cursor = 0, '(' .. g[1]
+local n, cursor, size = 0, '(' .. g[1], first and 16 or 1000  -- "any?" mostly needs one page
 while true do
-  local page = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', 1000)
+  local page = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', size)
+  size = math.min(size * 4, 1000)
   if #page == 0 then return n end
   for _, e in ipairs(page) do
     if all or types[e[2][4]] then
@@ -398,6 +410,7 @@ class RedisEventStore:
 
     backend = "redis"
     blocking_claims = True
+    prefetch_claims = True
 
     def __init__(self, url: str, *, namespace: str = "eventkit") -> None:
         self._url = url
