@@ -194,33 +194,36 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _events_envelope(page: list[StoredEvent]) -> pd.DataFrame:
+    _, event_id, event_type, version, source, timestamp_ms, _, _ = zip(*page, strict=True)
     return pd.DataFrame(
         {
-            "event_id": pd.array([e.event_id for e in page], dtype="str"),
-            "event_type": pd.array([e.event_type for e in page], dtype="str"),
-            "version": np.fromiter((e.version for e in page), np.int64, len(page)),
-            "source": pd.array([e.source for e in page], dtype="str"),
-            "timestamp": _utc([e.timestamp_ms for e in page]),
+            "event_id": pd.array(event_id, dtype="str"),
+            "event_type": pd.array(event_type, dtype="str"),
+            "version": np.array(version, np.int64),
+            "source": pd.array(source, dtype="str"),
+            "timestamp": _utc(np.array(timestamp_ms, np.int64)),
         }
     )
 
 
 def _deliveries_page(page: list[DeliveryRecord]) -> pd.DataFrame:
-    published = np.fromiter((r.published_ms for r in page), np.int64, len(page))
-    acked = np.array([np.nan if r.acked_ms is None else r.acked_ms for r in page], np.float64)
+    (_, event_id, event_type, group, consumer, status, attempts, published_ms, first_ms, acked_ms,
+     last_error) = zip(*page, strict=True)  # fmt: skip
+    published = np.array(published_ms, np.int64)
+    acked = np.array(acked_ms, np.float64)  # None becomes NaN
     return pd.DataFrame(
         {
-            "event_id": pd.array([r.event_id for r in page], dtype="str"),
-            "event_type": pd.array([r.event_type for r in page], dtype="str"),
-            "consumer_group": pd.array([r.consumer_group for r in page], dtype="str"),
-            "consumer_name": pd.array([r.consumer_name for r in page], dtype="str"),
-            "status": pd.array([r.status for r in page], dtype="str"),  # a StrEnum: its text
-            "attempts": np.fromiter((r.attempts for r in page), np.int64, len(page)),
+            "event_id": pd.array(event_id, dtype="str"),
+            "event_type": pd.array(event_type, dtype="str"),
+            "consumer_group": pd.array(group, dtype="str"),
+            "consumer_name": pd.array(consumer, dtype="str"),
+            "status": pd.array(status, dtype="str"),  # a StrEnum: its text
+            "attempts": np.array(attempts, np.int64),
             "published_at": _utc(published),
-            "first_delivered_at": _utc([r.first_delivered_ms for r in page]),
+            "first_delivered_at": _utc(np.array(first_ms, np.int64)),
             "acked_at": _utc(acked),
             "latency_ms": acked - published,
-            "last_error": pd.Series([r.last_error for r in page], dtype=object),
+            "last_error": pd.Series(last_error, dtype=object),
         }
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypedDict, runtime_checkable
 
 from eventkit.events import ms_to_datetime
 
@@ -56,9 +56,9 @@ class NewEvent:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as stored: its store-assigned position gives publish order."""
+class StoredEvent(NamedTuple):
+    """An event as stored: its store-assigned position gives publish order. A named tuple, as
+    frames build columns from a million of them (twice as fast to make as a frozen dataclass)."""
 
     position: int
     event_id: str
@@ -119,8 +119,7 @@ class DeadLetter:
         return ms_to_datetime(self.failed_ms)
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
+class DeliveryRecord(NamedTuple):
     """How one event went in one group: the raw material of latency and retry analysis."""
 
     position: int

@@ -335,7 +335,7 @@ class SQLiteEventStore:
             ("timestamp_ms < ?", end_ms), ("source = ?", source), ("position > ?", after_position),
         )  # fmt: skip
         sql, params = _limited(f"SELECT {EVENT_COLUMNS} FROM {EVENTS} WHERE {where}", params, limit)
-        return [StoredEvent(*row) for row in await self._query(sql, params)]
+        return list(map(StoredEvent._make, await self._query(sql, params)))
 
     async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
         sql = f"SELECT {EVENT_COLUMNS} FROM {EVENTS} WHERE event_id {IN_JSON} ORDER BY position"
@@ -532,8 +532,9 @@ class SQLiteEventStore:
                      published_ms, first_delivered_ms, acked_ms, last_error"""
         sql, params = _limited(f"SELECT {columns} FROM {DELIVERIES} WHERE group_name = ? AND "
                                "position > ?", [group, after_position or 0], limit)  # fmt: skip
+        status = {s.value: s for s in DeliveryStatus}  # a dict lookup per row, not the enum's
         return [
-            DeliveryRecord(p, i, t, g, c, DeliveryStatus(s), n, pub, first, acked, error)
+            DeliveryRecord(p, i, t, g, c, status[s], n, pub, first, acked, error)
             for p, i, t, g, c, s, n, pub, first, acked, error in await self._query(sql, params)
         ]
 
