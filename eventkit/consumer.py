@@ -21,6 +21,9 @@ from eventkit.stores.base import Claim, EventStore, now_ms
 logger = logging.getLogger(__name__)
 
 
+#: loop turns a prefetched claim needs to reach the socket (redis-py awaits a few times first)
+PREFETCH_YIELDS = 4
+
 HandlerCall = Callable[[BaseEvent, "Delivery"], Awaitable[None]]
 
 
@@ -206,7 +209,8 @@ class Consumer:
                 if self.store.prefetch_claims and len(claims) == sub.batch_size:
                     # a backlog: the server prepares the next batch while this one is handled
                     prefetched = asyncio.get_running_loop().create_task(self._claim())
-                    await asyncio.sleep(0)  # let it send the request
+                    for _ in range(PREFETCH_YIELDS):  # let it send its request
+                        await asyncio.sleep(0)
                 await self._handle_batch(claims)
                 if self._acks:
                     # handlers that never yield (no-op, CPU-only) would starve the ack task: let
