@@ -118,6 +118,16 @@ async def test_browser_pages_the_table_instead_of_rendering_every_row(bus: Event
     assert "asset-1999" in browser.table_html.value
 
 
+async def test_browser_caps_what_one_apply_loads_and_says_so(bus: EventBus) -> None:
+    await bus.publish_many([asset(i, minutes=i) for i in range(30)])
+    browser = EventBrowser(bus, max_rows=12)
+    await browser.wait()
+    assert browser.frame is not None and len(browser.frame) == 12
+    assert list(browser.frame["data.asset_id"]) == [f"asset-{i}" for i in range(12)]  # the oldest
+    assert "loading stopped at max_rows=12" in browser.messages[-1][1]
+    assert "(30)" in browser.types.options[0][0]  # the counts still cover the whole log
+
+
 async def test_browser_escapes_every_cell(bus: EventBus) -> None:
     await bus.publish(asset(1, source="<b>evil</b>", file_path=SCRIPT, metadata={"x": SCRIPT}))
     browser = EventBrowser(bus)

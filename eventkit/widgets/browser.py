@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 #: rows per page of the table; only one page is ever turned into HTML
 PAGE_SIZE = 25
+#: events one Apply loads at most by default: a frame of this size builds in well under a second
+MAX_ROWS = 100_000
 #: envelope columns shown first; payload columns (data.*) follow when the page has values
 ENVELOPE = ["event_id", "event_type", "version", "source", "timestamp"]
 
@@ -22,11 +24,11 @@ class EventBrowser(AsyncPanel):
     """Filters over the log; "Apply" loads the matching events into `browser.frame` and shows a page.
 
     Empty type or source selections mean all. "To" is inclusive. The search looks for the text
-    (case-insensitive) in every payload column. `max_rows` caps what one Apply loads.
+    (case-insensitive) in every payload column. `max_rows` caps what one Apply loads (None: all).
     """
 
     def __init__(
-        self, bus: EventBus, *, page_size: int = PAGE_SIZE, max_rows: int | None = None
+        self, bus: EventBus, *, page_size: int = PAGE_SIZE, max_rows: int | None = MAX_ROWS
     ) -> None:
         super().__init__(bus)
         self.page_size = page_size
