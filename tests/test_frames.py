@@ -96,6 +96,17 @@ async def test_mixed_types_across_rows_keep_each_value(bus: EventBus) -> None:
     assert sizes == [10, "12 MB"] and isinstance(sizes[0], int)
 
 
+async def test_a_later_page_that_breaks_the_first_pages_schema_is_parsed_anew(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frames, "PAGE", 2)  # pages after the first reuse its schema when it fits
+    payloads = ['{"n": 1}', '{"n": 2}', '{"n": "three", "extra": true}', '{"n": 4.5}', '{}']
+    await bus.store.append([raw(f"e{i}", text) for i, text in enumerate(payloads)])
+    df = await events_frame(bus)
+    assert list(df["data.n"].iloc[:4]) == [1, 2, "three", 4.5] and pd.isna(df["data.n"].iloc[4])
+    assert list(df["data.extra"].iloc[2:3]) == [True] and pd.isna(df["data.extra"].iloc[0])
+
+
 async def test_iso_text_and_lists_are_not_reinterpreted(bus: EventBus) -> None:
     await bus.store.append([raw("a", '{"when": "2026-11-02T01:00:00+01:00", "tags": ["x", "y"]}')])
     row = (await events_frame(bus)).iloc[0]
