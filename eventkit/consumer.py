@@ -159,6 +159,7 @@ class Consumer:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
+    _handling: bool = False
     _acks: list[Claim] = field(default_factory=list)
     _ack_task: asyncio.Task[None] | None = None
     _next_due_ms: int | None = None
@@ -181,6 +182,10 @@ class Consumer:
         self.wakeup.set()
         task = self._task
         if task is not None and not task.done():
+            if self.store.blocking_claims and not self._handling:
+                # waiting for work in a blocking claim: the store releases what a cancelled
+                # claim leased, so there is nothing to finish
+                task.cancel()
             done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout))
             if not done:
                 task.cancel()
@@ -206,19 +211,28 @@ class Consumer:
                     if not self.store.blocking_claims:
                         await self._idle(self._idle_seconds())
                     continue
-                if self.store.prefetch_claims and len(claims) == sub.batch_size:
-                    # a backlog: the server prepares the next batch while this one is handled
-                    prefetched = asyncio.get_running_loop().create_task(self._claim())
-                    for _ in range(PREFETCH_YIELDS):  # let it send its request
-                        await asyncio.sleep(0)
-                await self._handle_batch(claims)
+                self._handling = True  # from here a stop() lets the batch finish
+                try:
+                    if self.store.prefetch_claims and len(claims) == sub.batch_size:
+                        # a backlog: the server prepares the next batch while this one is handled
+                        prefetched = asyncio.get_running_loop().create_task(self._claim())
+                        for _ in range(PREFETCH_YIELDS):  # let it send its request
+                            await asyncio.sleep(0)
+                    await self._handle_batch(claims)
+                finally:
+                    self._handling = False
                 if self._acks:
                     # handlers that never yield (no-op, CPU-only) would starve the ack task: let
                     # it take this batch's acks before the next claim
                     await asyncio.sleep(0)
         finally:
-            if prefetched is not None:  # never cancelled mid-claim: wait for it, give it back
-                claims = await prefetched
+            if prefetched is not None:  # wait for it (a blocking one is cancelled), give it back
+                if self.store.blocking_claims:
+                    prefetched.cancel()
+                try:
+                    claims = await prefetched
+                except asyncio.CancelledError:
+                    claims = None
                 if claims:
                     await self._release(claims)
 

@@ -251,3 +251,43 @@ async def test_positions_map_back_to_stream_ids(server: RedisServer) -> None:
         assert len(await store.read()) == 6
     finally:
         await store.close()
+
+
+async def test_a_cancelled_claim_leaves_nothing_leased(server: RedisServer) -> None:
+    """How a consumer stops at once: cancelling its blocking claim, at any point, loses nothing."""
+    store = await _opened(server.url)
+    try:
+        await store.ensure_group("g", ["*"])
+        waiting = asyncio.ensure_future(store.claim("g", "a", limit=10, lease_ms=60_000,
+                                                    block_ms=5_000))  # fmt: skip
+        await asyncio.sleep(0.1)  # blocked in the wait for new entries
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await store.append(new_events(3))
+        racing = asyncio.ensure_future(store.claim("g", "a", limit=10, lease_ms=60_000))
+        await asyncio.sleep(0)  # the script is sent, its reply not yet read
+        racing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await racing
+        claims = await store.claim("g", "b", limit=10, lease_ms=60_000)
+        assert len(claims) == 3  # released by the cancelled claim, not left to its lease
+        assert [c.attempt for c in claims] == [1, 1, 1]  # and not counted as an attempt
+    finally:
+        await store.close()
+
+
+async def test_closing_an_idle_bus_does_not_wait_out_blocking_claims(server: RedisServer) -> None:
+    config = _config(server.url, _namespace())
+    bus = EventBus(EventStoreConfig(**{**vars(config), "poll_interval_seconds": 1.0}))
+    await bus.initialize()
+    rec = Recorder()
+    for name in ("a", "b", "c"):
+        await bus.subscribe_persistent(["*"], "g", name, rec)
+    await bus.publish(discovered(1))
+    assert await bus.wait_idle("g", timeout=10) and len(rec.ids) == 1
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await bus.close(timeout=30)
+    # three consumers each blocked in XREAD for up to 1 s: cancelled, not waited out
+    assert loop.time() - started < 0.5

@@ -11,6 +11,7 @@ published/delivered/acked times use the Redis server clock (TIME), one clock for
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -250,25 +251,29 @@ local nxt = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return {last[1] and last[1][1] or '0-0', nxt[2] and math.max(1, tonumber(nxt[2]) - now) or -1, token, out}
 """
 
-# KEYS events records due counters | ARGV group (id token)... -> how many counted
+# KEYS events records due counters | ARGV group (token "id id ...")... -> how many counted
 _ACK = """
 local now, done, records = now_ms(), {}, {}
-for from = 2, #ARGV, 1000 do  -- 500 claims at a time: one HMGET and one ZMSCORE for all of them
-  local ids, tokens = {}, {}
-  for i = from, math.min(from + 998, #ARGV - 1), 2 do
-    ids[#ids + 1], tokens[#tokens + 1] = ARGV[i], ARGV[i + 1]
-  end
+local acked = string.format('{"status":"acked","token":"","acked_ms":%.0f,', now)
+local function settle(ids, token)  -- one HMGET and one ZMSCORE for up to 500 claims
+  local head = '{"status":"in_flight","token":"' .. token .. '","acked_ms":null,'
   local raws = redis.call('HMGET', KEYS[2], unpack(ids))
   local deadlines = redis.call('ZMSCORE', KEYS[3], unpack(ids))
   for j, id in ipairs(ids) do
     local deadline = tonumber(deadlines[j])
-    local head = '{"status":"in_flight","token":"' .. tokens[j] .. '","acked_ms":null,'
     if raws[j] and deadline and deadline >= now and string.sub(raws[j], 1, #head) == head then
-      local acked = string.format('{"status":"acked","token":"","acked_ms":%.0f,', now)
       records[#records + 1], records[#records + 2] = id, acked .. string.sub(raws[j], #head + 1)
       done[#done + 1] = id
     end
   end
+end
+for i = 2, #ARGV - 1, 2 do
+  local ids = {}
+  for id in string.gmatch(ARGV[i + 1], '%S+') do
+    ids[#ids + 1] = id
+    if #ids == 500 then settle(ids, ARGV[i]) ids = {} end
+  end
+  if #ids > 0 then settle(ids, ARGV[i]) end
 end
 if #done > 0 then
   chunked(records, function(...) redis.call('HSET', KEYS[2], ...) end)
@@ -576,14 +581,32 @@ class RedisEventStore:
         _check_limit(limit)
         if limit == 0:
             return []
-        last_id, next_due_ms, claims = await self._claim_once(group, consumer, limit, lease_ms)
+        last_id, next_due_ms, claims = await self._claim_settled(group, consumer, limit, lease_ms)
         if claims or block_ms <= 0:
             return claims
         # nothing now: wait for a new entry after the last one, or the next deadline, whichever first
+        # (cancelling this wait is how a consumer stops at once)
         wait = min(block_ms, MAX_BLOCK_MS, next_due_ms if next_due_ms > 0 else MAX_BLOCK_MS)
         assert self._waiter is not None
         await self._waiter.xread({self._keys.events: last_id}, count=1, block=max(1, wait))
-        return (await self._claim_once(group, consumer, limit, lease_ms))[2]
+        return (await self._claim_settled(group, consumer, limit, lease_ms))[2]
+
+    async def _claim_settled(
+        self, group: str, consumer: str, limit: int, lease_ms: int
+    ) -> tuple[str, int, list[Claim]]:
+        """_claim_once, safe to cancel: once the script has run, what it leased is released
+        rather than left to expire with the lease."""
+        task = asyncio.ensure_future(self._claim_once(group, consumer, limit, lease_ms))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            try:
+                claims = (await task)[2]
+            except Exception:  # the claim itself failed: nothing was leased
+                raise asyncio.CancelledError from None
+            if claims:
+                await self.release(claims)
+            raise
 
     async def _claim_once(
         self, group: str, consumer: str, limit: int, lease_ms: int
@@ -611,16 +634,20 @@ class RedisEventStore:
         return last_id, next_due_ms, claims
 
     async def ack(self, claims: Sequence[Claim]) -> int:
-        by_group: dict[str, list[str]] = {}
+        # a claim batch shares one token: send each token once with its entry ids as one
+        # space-separated argument (redis-py packs every argument in Python)
+        ids: dict[str, dict[str, list[str]]] = {}
         for claim in claims:
-            by_group.setdefault(claim.consumer_group, []).extend(
-                (_entry_id(claim.event.position), claim.token)
-            )
+            by_token = ids.setdefault(claim.consumer_group, {})
+            by_token.setdefault(claim.token, []).append(_entry_id(claim.event.position))
         counted = 0
-        for group, pairs in by_group.items():
+        for group, by_token in ids.items():
             g = self._keys.group(group)
             keys = [self._keys.events, g.records, g.due, g.counters]
-            counted += await self._run(self._ack, keys, [group, *pairs])
+            args = [group]
+            for token, entry_ids in by_token.items():
+                args += [token, " ".join(entry_ids)]
+            counted += await self._run(self._ack, keys, args)
         return counted
 
     async def _settle_one(self, op: str, claim: Claim, *extra: str | int) -> bool:
