@@ -333,8 +333,9 @@ async def bench_sqlite(sizes: Sizes, workdir: Path) -> list[Row]:
 
             value, raw_value = await alternate(sizes.repeats, ours_c, theirs_c)
             name = f"consume+ack, {consumers} consumer{'s' * (consumers > 1)}"
+            # issue 2 asks ≥ 20,000 events/s of one consumer; both rows must reach 15 % of raw
             rows.append(Row("sqlite", name, "events/s", value, raw_value, min_ratio=0.15,
-                            min_value=20_000))  # fmt: skip
+                            min_value=20_000 if consumers == 1 else None))  # fmt: skip
         rows += await latency_rows("sqlite", bus, sizes)
 
     rows.append(await sqlite_idle_poll(fresh_config(), sizes))
