@@ -43,8 +43,7 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An encoded event ready to append: envelope fields plus the payload as JSON text."""
 
     event_id: str
