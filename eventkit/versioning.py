@@ -152,6 +152,7 @@ class EventRegistry:
 registry = EventRegistry()
 
 
+@typing.dataclass_transform(kw_only_default=True, field_specifiers=(dataclasses.field,))
 def versioned_event(
     version: int, event_type: str | None = None, description: str = ""
 ) -> Callable[[C], C]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from eventkit import BaseEvent, create_event
 from eventkit.codec import encode
 from eventkit.events import AssetDiscoveredEvent, WorkflowStartedEvent
 from eventkit.stores.base import NewEvent
+
+T = TypeVar("T")
 
 
 def discovered(i: int = 0, **overrides: Any) -> AssetDiscoveredEvent:
@@ -81,3 +83,12 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+def all_of(kind: type[T], items: Iterable[object]) -> list[T]:
+    """The items as a list, each asserted to be an instance of `kind` (narrows the type)."""
+    checked: list[T] = []
+    for item in items:
+        assert isinstance(item, kind), f"expected {kind.__name__}, got {item!r}"
+        checked.append(item)
+    return checked

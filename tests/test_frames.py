@@ -100,7 +100,7 @@ async def test_a_later_page_that_breaks_the_first_pages_schema_is_parsed_anew(
     bus: EventBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(frames, "PAGE", 2)  # pages after the first reuse its schema when it fits
-    payloads = ['{"n": 1}', '{"n": 2}', '{"n": "three", "extra": true}', '{"n": 4.5}', '{}']
+    payloads = ['{"n": 1}', '{"n": 2}', '{"n": "three", "extra": true}', '{"n": 4.5}', "{}"]
     await bus.store.append([raw(f"e{i}", text) for i, text in enumerate(payloads)])
     df = await events_frame(bus)
     assert list(df["data.n"].iloc[:4]) == [1, 2, "three", 4.5] and pd.isna(df["data.n"].iloc[4])

@@ -86,7 +86,7 @@ def dlq_panel_rows(state: dict[str, Any]) -> list[str]:
 
 
 def test_committed_notebook_keeps_its_widget_state() -> None:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     state = notebook.metadata["widgets"][WIDGET_STATE]
     assert state["state"], "execute with widget state stored: jupyter execute --inplace"
     assert dlq_panel_rows(state), "the notebook shows no DLQ panel with entries"
@@ -96,9 +96,9 @@ def test_dlq_triage_renders_the_panel_rows_in_chromium() -> None:
     chromium = shutil.which("chromium")
     assert chromium, "install Debian's chromium (apt-get install chromium)"
     js = widget_js()
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     rows = dlq_panel_rows(notebook.metadata["widgets"][WIDGET_STATE])
-    exporter = HTMLExporter(
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
         require_js_url=(js / "require.js").as_uri(),
         widget_renderer_url=(js / "embed-amd.js").as_uri(),
         mathjax_url="",

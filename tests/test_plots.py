@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.patches import Rectangle, StepPatch  # noqa: E402
 
 from eventkit import EventBus  # noqa: E402
 from eventkit.frames import deliveries_frame, dlq_frame, events_frame  # noqa: E402
@@ -22,7 +22,7 @@ from eventkit.plots import (  # noqa: E402
     plot_latency,
     plot_throughput,
 )
-from tests.helpers import discovered  # noqa: E402
+from tests.helpers import all_of, discovered  # noqa: E402
 
 T0 = pd.Timestamp("2026-11-02", tz="UTC")
 
@@ -48,7 +48,7 @@ def test_throughput_lines_add_up_to_the_events() -> None:
     ax = plot_throughput(events, interval="1h")
     assert ax.get_title() == "Throughput by event type" and "UTC" in ax.get_xlabel()
     assert ax.get_ylabel() == "events per 1h"
-    drawn = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    drawn = {line.get_label(): list(np.asarray(line.get_ydata())) for line in ax.lines}
     assert drawn == {"a": [2, 1, 0, 1], "b": [1, 1, 0, 0]}
 
 
@@ -62,21 +62,25 @@ def test_dlq_bars_stack_by_error_type_and_sum_to_the_entries() -> None:
     bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert sum(p.get_height() for p in bars) == len(frame)
     assert "error type" in ax.get_title() and ax.get_ylabel().startswith("entries per")
-    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+    legend = ax.get_legend()
+    assert legend is not None
+    assert sorted(t.get_text() for t in legend.get_texts()) == [
         "?", "TypeError", "ValueError", "no colon"]  # fmt: skip
-    by_group = plot_dlq(frame, by="group")
-    assert sorted(t.get_text() for t in by_group.get_legend().get_texts()) == ["g1", "g2"]
+    by_group_legend = plot_dlq(frame, by="group").get_legend()
+    assert by_group_legend is not None
+    assert sorted(t.get_text() for t in by_group_legend.get_texts()) == ["g1", "g2"]
 
 
 def test_latency_marks_p50_p95_p99_and_uses_log_x_for_a_wide_range() -> None:
     latencies = [1.0] * 50 + [10.0] * 40 + [500.0] * 9 + [5000.0]
     frame = deliveries(latencies, ["a"] * 60 + ["b"] * 40)
     ax = plot_latency(frame)
-    marks = [line.get_xdata()[0] for line in ax.lines]
+    marks = [np.asarray(line.get_xdata())[0] for line in ax.lines]
     assert marks == pytest.approx(list(np.quantile(latencies, [0.5, 0.95, 0.99])))
     assert [t.get_text().split()[0] for t in ax.texts] == ["p50", "p95", "p99"]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "latency (ms)"
-    heights = sum(patch.get_data().values.sum() for patch in ax.patches)
+    # get_data() is StairData(values, edges, baseline), typed in matplotlib's stubs as a plain tuple
+    heights = sum(patch.get_data()[0].sum() for patch in all_of(StepPatch, ax.patches))
     assert heights == len(latencies)
 
 
@@ -131,9 +135,9 @@ async def test_plots_of_real_frames(bus: EventBus) -> None:
     assert await bus.wait_idle("g", timeout=10)
     events = await events_frame(bus)
     ax = plot_throughput(events)
-    assert sum(line.get_ydata().sum() for line in ax.lines) == 20
+    assert sum(np.asarray(line.get_ydata()).sum() for line in ax.lines) == 20
     dead = await dlq_frame(bus)
-    assert sum(p.get_height() for p in plot_dlq(dead).patches) == 1
+    assert sum(p.get_height() for p in all_of(Rectangle, plot_dlq(dead).patches)) == 1
     done = await deliveries_frame(bus)
-    assert sum(p.get_data().values.sum() for p in plot_latency(done).patches) == 19
+    assert sum(p.get_data()[0].sum() for p in all_of(StepPatch, plot_latency(done).patches)) == 19
     assert len(plot_lag(done).lines) == 1

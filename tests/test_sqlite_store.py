@@ -123,11 +123,11 @@ async def test_idle_claim_is_cheap_with_a_large_log_and_never_waits_for_the_writ
     holder = sqlite3.connect(store.path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        timings = []
+        timings: list[float] = []
         for group in ["caught-up", "other-type"] * 30:
-            start = time.perf_counter()
+            began = time.perf_counter()
             assert await store.claim(group, "w", limit=100, lease_ms=30_000) == []
-            timings.append(time.perf_counter() - start)
+            timings.append(time.perf_counter() - began)
     finally:
         holder.rollback()
         holder.close()

@@ -198,7 +198,11 @@ async def test_publish_wakes_idle_consumers_at_once(make_bus) -> None:  # type: 
         event = discovered(i)
         sent[event.event_id] = time.perf_counter()
         await bus.publish(event)
-        await wait_until(lambda n=i: len(latencies) > n, timeout=5)
+
+        def delivered(n: int = i) -> bool:
+            return len(latencies) > n
+
+        await wait_until(delivered, timeout=5)
         await asyncio.sleep(0.03)
     latencies.sort()
     assert latencies[5] < 0.05, latencies

@@ -88,7 +88,8 @@ async def test_background_trim_honours_config(make_bus) -> None:  # type: ignore
     assert await bus.wait_idle(timeout=10)
 
     async def trimmed() -> bool:
-        return (await bus.get_stats())["store"]["total_events"] == 5
+        total: int = (await bus.get_stats())["store"]["total_events"]
+        return total == 5
 
     await wait_until(trimmed, timeout=5)
     kept = [e.event_id for e in await bus.store.read()]

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from eventkit import BaseEvent, EventBus, EventMigration, register_migration, versioned_event
 from eventkit.stores.base import NewEvent
 from tests.helpers import Recorder, discovered, wait_until
+
+
+@runtime_checkable
+class QualityV3Fields(Protocol):
+    """The payload fields of quality.assessed at version 3 (the class _define_quality_v2_v3 returns)."""
+
+    asset_id: str
+    score_pct: float
+    issues: list[str]
+    provider: str
+    confidence: float
 
 
 def _define_quality_v2_v3() -> type[BaseEvent]:
@@ -37,13 +48,23 @@ def _define_quality_v2_v3() -> type[BaseEvent]:
     class V2ToV3(EventMigration):
         event_type = "quality.assessed"
 
+        # read-only properties; the setters only exist because EventMigration declares
+        # from_version/to_version as writeable attributes, which a property must not narrow
         @property
         def from_version(self) -> int:
             return 2
 
+        @from_version.setter
+        def from_version(self, value: int) -> None:
+            raise AttributeError("from_version is read-only")
+
         @property
         def to_version(self) -> int:
             return 3
+
+        @to_version.setter
+        def to_version(self, value: int) -> None:
+            raise AttributeError("to_version is read-only")
 
         def migrate(self, event_data: dict[str, Any]) -> dict[str, Any]:
             event_data["score_pct"] = event_data.pop("score") * 100
@@ -67,12 +88,13 @@ async def test_v1_events_are_migrated_through_v2_to_v3_on_consume(bus: EventBus)
     assert await bus.wait_idle(timeout=10)
     assert [type(e) for e in rec.events] == [latest, latest]
     first = rec.events[0]
+    assert isinstance(first, QualityV3Fields)
     assert (first.score_pct, first.provider, first.confidence, first.version) == (
         50.0,
         "brisque",
         0.8,
         3,
-    )  # type: ignore[attr-defined]
+    )
     assert first.event_id == "e1" and first.source == "old-service"
 
 
