@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -180,7 +181,7 @@ async def run_demo(
         stats = await bus.get_stats()
         progress.done(_progress_text(stats))
         _print_stats(stats, out)
-        await _print_dlq(bus, "thumbnails", out)
+        await _print_dlq(bus, "thumbnails", path, out)
         if report_dir is not None:
             await _write_report(bus, report_dir, out)
         return stats
@@ -211,7 +212,7 @@ def _print_stats(stats: dict[str, Any], out: Callable[[str], Any]) -> None:
         )
 
 
-async def _print_dlq(bus: EventBus, group: str, out: Callable[[str], Any]) -> None:
+async def _print_dlq(bus: EventBus, group: str, path: Path, out: Callable[[str], Any]) -> None:
     letters = await bus.store.get_pending_events(group)
     out("")
     out(f"dead-letter queue of {group!r}: {len(letters)} entries")
@@ -220,7 +221,8 @@ async def _print_dlq(bus: EventBus, group: str, out: Callable[[str], Any]) -> No
     if len(letters) > 10:
         out(f"  ... and {len(letters) - 10} more (dlq_frame() in a notebook shows them all)")
     if letters:
-        out(f"  replay them with: eventkit dlq {group} --replay   (or bus.replay_dlq({group!r}))")
+        command = f"eventkit dlq {group} --path {shlex.quote(str(path))} --replay"
+        out(f"  replay them with: {command}   (or bus.replay_dlq({group!r}))")
 
 
 async def _write_report(bus: EventBus, report_dir: Path, out: Callable[[str], Any]) -> None:

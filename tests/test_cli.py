@@ -36,6 +36,12 @@ def test_demo_runs_on_its_own_sqlite_file_and_reports(tmp_path: Path) -> None:
     for name in ("events.csv", "deliveries.csv", "dlq.csv", "throughput.png", "latency.png"):
         assert (report / name).stat().st_size > 0, name
     assert "report written to" in out
+    [hint] = [line for line in out.splitlines() if "replay them with:" in line]
+    command = hint.split("replay them with:")[1].split("(or")[0].split()
+    assert command[:2] == ["eventkit", "dlq"] and "eventkit-demo.db" in command  # the demo's store
+    replayed = _eventkit(*command[1:], cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert replayed.returncode == 0 and "replayed" in replayed.stdout, replayed.stderr
+    assert not (tmp_path / ".eventkit").exists()
     again = _eventkit("demo", "--events", "100", "--no-report", cwd=tmp_path)
     assert again.returncode == 0 and "removed the previous demo store" in again.stdout
 
