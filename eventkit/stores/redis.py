@@ -663,7 +663,18 @@ class RedisEventStore:
         return replace(claim, lease_deadline_ms=deadline)
 
     async def release(self, claims: Sequence[Claim]) -> int:
-        return sum([await self._settle_one("release", claim) for claim in claims])
+        """One round trip for the batch (a stopping consumer gives back a whole prefetch)."""
+        if not claims:
+            return 0
+        if self._client is None:
+            raise StoreUnavailableError(f"{self!r} is not open: call open() first")
+        pipe = self._client.pipeline(transaction=False)
+        for claim in claims:
+            g = self._keys.group(claim.consumer_group)
+            keys = [self._keys.events, g.records, g.due, g.dlq]
+            args = ["release", claim.consumer_group, _entry_id(claim.event.position), claim.token]
+            await self._settle(keys=keys, args=args, client=pipe)
+        return sum(bool(held) for held in await pipe.execute())
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         return await self._settle_one("retry", claim, due_ms - now_ms(), error)

@@ -82,6 +82,17 @@ async def test_release_makes_the_event_deliverable_without_counting(store: Event
     assert again.attempt == 1 and again.event.event_id == claim.event.event_id
 
 
+async def test_release_of_a_batch_counts_only_leases_still_held(store: EventStore) -> None:
+    await store.append(new_events(4))
+    await store.ensure_group("g", ["*"])
+    claims = await store.claim("g", "a", limit=4, lease_ms=30_000)
+    assert await store.ack(claims[:1]) == 1
+    assert await store.release(claims) == 3  # the acked one is no longer held
+    again = await store.claim("g", "b", limit=10, lease_ms=30_000)
+    assert [c.event.event_id for c in again] == [c.event.event_id for c in claims[1:]]
+    assert {c.attempt for c in again} == {1}
+
+
 async def test_failed_handler_is_retried_with_exponential_backoff(bus: EventBus) -> None:
     rec = Recorder(fail_times=3)
     await bus.subscribe_persistent(
