@@ -31,7 +31,10 @@ class Delivery:
     """What a handler may know about its delivery, and how it keeps a long job's lease alive."""
 
     def __init__(
-        self, claim: Claim, store: EventStore, on_extend: Callable[[int], None] | None = None
+        self,
+        claim: Claim,
+        store: EventStore,
+        on_extend: Callable[[Delivery, int], None] | None = None,
     ) -> None:
         self._claim = claim
         self._store = store
@@ -69,7 +72,7 @@ class Delivery:
             )
         self._claim = extended
         if self._on_extend is not None:
-            self._on_extend(extended.lease_deadline_ms)
+            self._on_extend(self, extended.lease_deadline_ms)
         return self.lease_deadline
 
     def __repr__(self) -> str:
@@ -165,6 +168,7 @@ class Consumer:
     _next_due_ms: int | None = None
     _timeout: asyncio.Timeout | None = None
     _armed_ms: int | None = None
+    _delivery: Delivery | None = None
     handled: int = 0
     failed: int = 0
 
@@ -305,6 +309,12 @@ class Consumer:
             when = asyncio.get_running_loop().time() + (deadline_ms - now_ms()) / 1000
         self._timeout.reschedule(when)
 
+    def _lease_extended(self, delivery: Delivery, deadline_ms: int) -> None:
+        # only while its handler runs: a task that outlives the handler must not move the limit
+        # of whichever event the consumer handles by then
+        if delivery is self._delivery:
+            self._arm(deadline_ms)
+
     async def _release(self, claims: Sequence[Claim]) -> None:
         try:
             await asyncio.shield(self.store.release(claims))
@@ -336,8 +346,9 @@ class Consumer:
             self.failed += 1
             return
         self._arm(claim.lease_deadline_ms)
+        self._delivery = delivery = Delivery(claim, self.store, self._lease_extended)
         try:
-            await sub.handler(event, Delivery(claim, self.store, self._arm))
+            await sub.handler(event, delivery)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -345,7 +356,9 @@ class Consumer:
             await self._fail(claim, e)
         else:
             self.handled += 1
-            self._queue_ack(claim)
+            self._queue_ack(delivery.claim)  # the latest lease, if the handler extended it
+        finally:
+            self._delivery = None
 
     async def _fail(self, claim: Claim, error: BaseException) -> None:
         sub = self.subscription
