@@ -31,10 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_file import RESULTS, write_section  # noqa: E402
 from eventkit import EventBus, EventStoreConfig  # noqa: E402
 from eventkit.events import AssetDiscoveredEvent, datetime_to_ms  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Core (publish, consume, latency)"
 PUBLISH_BATCH = 1_000
 #: batch_size of the persistent subscriptions and of the raw claim loops
@@ -544,15 +544,9 @@ def _nproc() -> str:
 
 def write_results(rows: Sequence[Row], command: str, skipped: Sequence[str] = ()) -> None:
     notes = [f"- not measured: {b} (eventkit/stores/{b}.py not importable)" for b in skipped]
-    body = "\n".join([SECTION, "", *environment(command), *notes, "", table(rows), ""])
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else "\n" + text[end + 1 :])
-    RESULTS.write_text(text)
+    write_section(
+        SECTION, "\n".join([SECTION, "", *environment(command), *notes, "", table(rows), ""])
+    )
 
 
 async def main(argv: Sequence[str] | None = None) -> int:

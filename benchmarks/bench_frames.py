@@ -32,10 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_file import RESULTS, write_section  # noqa: E402
 from eventkit import EventBus, EventStoreConfig, create_event  # noqa: E402
 from eventkit.events import AssetDiscoveredEvent  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Export (frames)"
 PUBLISH_BATCH = 10_000
 CLAIM_BATCH = 20_000
@@ -226,17 +226,6 @@ def environment(command: str, count: int) -> list[str]:
     ]
 
 
-def write_results(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -256,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([SECTION, "", *environment(command, args.events), "", table(results), ""])
     print(body)
     if not args.no_write:
-        write_results(body)
+        write_section(SECTION, body)
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0 if passed(results) else 1
 
