@@ -150,7 +150,7 @@ class EventBus:
                 if not matches(event.event_type, types):
                     continue
                 try:
-                    await call(event, None)  # type: ignore[arg-type]
+                    await call(event, None)
                 except Exception:
                     logger.exception(
                         "in-process subscriber %r failed on %s", subscriber, event.event_id
@@ -317,7 +317,7 @@ class EventBus:
             except codec.DECODE_ERRORS as e:
                 logger.warning("replay skips %s: %s", stored.event_id, describe(e))
                 continue
-            await call(event, None)  # type: ignore[arg-type]
+            await call(event, None)
             handled += 1
             if progress is not None:
                 progress(handled)

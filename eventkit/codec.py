@@ -8,6 +8,7 @@ import functools
 import json
 import typing
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
@@ -44,10 +45,33 @@ def _default(value: Any) -> Any:
 
 #: built once: json.dumps with these options would build a new encoder on every call
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+#: the C encoder behind it, kept too: JSONEncoder.encode makes a new one per call (a quarter of
+#: publish's encoding time). Without markers it has no cycle check: a cycle hits the recursion limit
+_make_c_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = typing.cast(
+    Any, json.encoder
+).c_make_encoder
+_C_ENCODER = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+)
+#: the C scanner json.loads ends in, called without the two wrappers around it
+_scan_once: Callable[[str, int], tuple[Any, int]] = typing.cast(
+    Any, json.decoder.JSONDecoder()
+).scan_once
 
 
 def dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_C_ENCODER(value, 0))
+    except RecursionError:
+        raise ValueError(
+            "circular reference (or nesting deeper than the recursion limit)"
+        ) from None
 
 
 def json_safe(value: Any) -> Any:
@@ -81,8 +105,16 @@ def encode(event: BaseEvent) -> NewEvent:
 
 
 def parse_payload(stored: StoredEvent) -> dict[str, Any]:
+    text = stored.data
+    if isinstance(text, str) and text[:1] == "{":  # what encode() writes: no space around it
+        try:
+            data, end = _scan_once(text, 0)
+            if end == len(text):
+                return typing.cast(dict[str, Any], data)
+        except (StopIteration, ValueError):
+            pass  # json.loads below gives the error its message
     try:
-        data = json.loads(stored.data)
+        data = json.loads(text)
     except (TypeError, ValueError) as e:
         raise SerializationError(
             f"stored payload of {stored.event_type} event {stored.event_id} is not valid JSON "
@@ -127,6 +159,33 @@ def decode_lenient(stored: StoredEvent) -> BaseEvent:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How payloads of one stored (type, version) become events, worked out once per registry
+    state: every delivery is decoded, so this is the consume path's hottest code."""
+
+    cls: type | None
+    migrates: bool
+    fields: frozenset[str]
+    datetime_fields: tuple[str, ...]
+
+
+def _plan(event_type: str, version: int) -> _Plan:
+    derived = versioning.registry.derived
+    key = ("codec.plan", event_type, version)
+    plan: _Plan | None = derived.get(key)
+    if plan is None:
+        current = versioning.registry.current_version(event_type)
+        cls = versioning.registry.current_class(event_type)
+        plan = derived[key] = _Plan(
+            cls,
+            current is not None and version != current,
+            frozenset() if cls is None else _init_fields(cls),
+            () if cls is None else _datetime_fields(cls),
+        )
+    return plan
+
+
 def build(
     event_type: str,
     version: int,
@@ -136,20 +195,21 @@ def build(
     timestamp_ms: int,
     source: str,
 ) -> BaseEvent:
-    version, data = versioning.registry.migrate(event_type, version, data)
-    cls = versioning.registry.current_class(event_type)
+    plan = _plan(event_type, version)
+    if plan.migrates:  # older (or newer: the error says so) than the current class
+        version, data = versioning.registry.migrate(event_type, version, data)
+    cls = plan.cls
     timestamp = ms_to_datetime(timestamp_ms)
     if cls is None:
         return Event(event_type=event_type, version=version, data=data, event_id=event_id,
                      timestamp=timestamp, source=source)  # fmt: skip
-    fields = _init_fields(cls)
-    if not fields.issuperset(data):
-        unknown = sorted(set(data) - fields)
+    if not plan.fields.issuperset(data):
+        unknown = sorted(set(data) - plan.fields)
         raise SerializationError(
             f"stored {event_type} v{version} has fields {cls.__name__} does not declare: "
             f"{', '.join(unknown)}; add them to the class or a migration that maps them"
         )
-    for name in _datetime_fields(cls):
+    for name in plan.datetime_fields:
         if isinstance(data.get(name), str):
             data[name] = datetime.fromisoformat(data[name])
     try:

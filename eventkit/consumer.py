@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
 import traceback
-import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: loop turns a prefetched claim needs to reach the socket (redis-py awaits a few times first)
 PREFETCH_YIELDS = 4
 
-HandlerCall = Callable[[BaseEvent, "Delivery"], Awaitable[None]]
+HandlerCall = Callable[[BaseEvent, "Delivery | None"], Awaitable[None]]
 
 
 class Delivery:
@@ -82,26 +82,33 @@ class Delivery:
         )
 
 
-def adapt_handler(handler: Any) -> HandlerCall:
-    """Accept an object with handle_event, an async function or a plain function, taking the event
-    and optionally a Delivery."""
+class Handler:
+    """A user's handler, called the way it was written: an object with handle_event, an async
+    or a plain function, taking the event and optionally a Delivery."""
+
+    __slots__ = ("target", "wants_delivery")
+
+    def __init__(self, target: Callable[..., Any], wants_delivery: bool) -> None:
+        self.target = target
+        self.wants_delivery = wants_delivery
+
+    def call(self, event: BaseEvent, delivery: Delivery | None) -> Any:
+        """The handler's result: an awaitable for async handlers (the caller awaits it)."""
+        return self.target(event, delivery) if self.wants_delivery else self.target(event)
+
+    async def __call__(self, event: BaseEvent, delivery: Delivery | None = None) -> None:
+        result = self.call(event, delivery)
+        if result is not None and inspect.isawaitable(result):
+            await result
+
+
+def adapt_handler(handler: Any) -> Handler:
     target = getattr(handler, "handle_event", handler)
     if not callable(target):
         raise TypeError(
             f"handler {handler!r} is not callable and has no handle_event(event) method"
         )
-    wants_delivery = _positional_arity(target) >= 2
-    if inspect.iscoroutinefunction(target):  # the common case: no wrapper coroutine per event
-        if wants_delivery:
-            return typing.cast(HandlerCall, target)
-        return lambda event, _delivery: typing.cast(Awaitable[None], target(event))
-
-    async def call(event: BaseEvent, delivery: Delivery) -> None:
-        result = target(event, delivery) if wants_delivery else target(event)
-        if inspect.isawaitable(result):
-            await result
-
-    return call
+    return Handler(target, _positional_arity(target) >= 2)
 
 
 def _positional_arity(target: Callable[..., Any]) -> int:
@@ -122,19 +129,19 @@ class Subscription:
     event_types: tuple[str, ...]
     consumer_group: str
     consumer_name: str
-    handler: HandlerCall
+    handler: Handler
     batch_size: int = 10
     max_retries: int = 3
     lease_seconds: float = 30.0
     retry_delay: float = 0.5
     max_retry_delay: float = 60.0
 
-    @property
+    @functools.cached_property
     def max_attempts(self) -> int:
         return 1 + self.max_retries
 
-    @property
-    def lease_ms(self) -> int:
+    @functools.cached_property
+    def lease_ms(self) -> int:  # read for every delivery
         return max(1, int(self.lease_seconds * 1000))
 
 
@@ -271,9 +278,12 @@ class Consumer:
         except TimeoutError:
             pass
 
-    async def _handle_batch(self, claims: Sequence[Claim]) -> None:
+    async def _handle_batch(self, claims: Sequence[Claim]) -> None:  # noqa: C901 (one hot loop)
         """Each handler is bounded by its claim's lease through one timeout per batch, re-armed
-        only when the deadline changes (a batch shares one) and disarmed around store calls."""
+        only when the deadline changes (a batch shares one) and disarmed around store calls.
+        The common path (decode, call, queue the ack) is inline: it runs for every event."""
+        sub = self.subscription
+        handler, max_attempts, renew_below = sub.handler, sub.max_attempts, sub.lease_ms // 2
         index = 0
         while index < len(claims):
             self._armed_ms = None
@@ -284,20 +294,70 @@ class Consumer:
                         if self._stopping:
                             await self._release(claims[index:])
                             return
+                        claim = claims[index]
                         index += 1
-                        await self._handle(claims[index - 1])
+                        if claim.attempt > max_attempts or (
+                            claim.lease_deadline_ms - now_ms() < renew_below
+                        ):
+                            ready = await self._prepare(claim)
+                            if ready is None:
+                                continue
+                            claim = ready
+                        try:
+                            event = codec.decode(claim.event)
+                        except codec.DECODE_ERRORS as e:  # no retry can fix this: DLQ at once
+                            self._arm(None)
+                            await self.store.dead_letter(
+                                claim, error=describe(e), traceback=traceback.format_exc()
+                            )
+                            self.failed += 1
+                            continue
+                        self._arm(claim.lease_deadline_ms)
+                        delivery = None
+                        if handler.wants_delivery:
+                            delivery = Delivery(claim, self.store, self._lease_extended)
+                            self._delivery = delivery
+                        try:
+                            result = handler.call(event, delivery)
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as e:
+                            self._arm(None)
+                            await self._fail(claim, e)
+                        else:
+                            self.handled += 1
+                            # the latest lease, if the handler extended it
+                            self._queue_ack(claim if delivery is None else delivery.claim)
+                        finally:
+                            self._delivery = None
             except TimeoutError:
                 if not timeout.expired():
                     raise
                 # hung past its lease: the next claim counts it as an attempt
                 logger.warning(
                     "handler for %s in %s ran past its lease; it will be redelivered",
-                    claims[index - 1].event.event_id, self.subscription.consumer_group,
+                    claims[index - 1].event.event_id, sub.consumer_group,
                 )  # fmt: skip
                 self.failed += 1
             except asyncio.CancelledError:
                 await self._release(claims[index - 1 :])
                 raise
+
+    async def _prepare(self, claim: Claim) -> Claim | None:
+        """The claim ready to handle, or None: past its last attempt (dead-lettered), or its lease
+        ran low while it waited behind slower events of its batch and could not be renewed."""
+        self._arm(None)
+        sub = self.subscription
+        if claim.attempt > sub.max_attempts:
+            # earlier attempts died with their consumer (lease expired): give up as for an error
+            await self.store.dead_letter(
+                claim, error=claim.last_error or "lease expired on every attempt"
+            )
+            self.failed += 1
+            return None
+        return await self.store.extend_lease(claim, sub.lease_ms)
 
     def _arm(self, deadline_ms: int | None) -> None:
         """Point the batch's timeout at a lease deadline (None: no limit, for store calls)."""
@@ -320,45 +380,6 @@ class Consumer:
             await asyncio.shield(self.store.release(claims))
         except Exception as e:  # the leases will expire and the events come back anyway
             logger.warning("could not release %d claims: %s", len(claims), describe(e))
-
-    async def _handle(self, claim: Claim) -> None:
-        sub = self.subscription
-        if claim.attempt > sub.max_attempts:
-            # earlier attempts died with their consumer (lease expired): give up as for an error
-            self._arm(None)
-            await self.store.dead_letter(
-                claim, error=claim.last_error or "lease expired on every attempt"
-            )
-            self.failed += 1
-            return
-        if claim.lease_deadline_ms - now_ms() < sub.lease_ms // 2:
-            # it waited behind slower events of its batch: renew before starting, or let it go
-            self._arm(None)
-            renewed = await self.store.extend_lease(claim, sub.lease_ms)
-            if renewed is None:
-                return
-            claim = renewed
-        try:
-            event = codec.decode(claim.event)
-        except codec.DECODE_ERRORS as e:  # no retry can fix this: DLQ at once, group goes on
-            self._arm(None)
-            await self.store.dead_letter(claim, error=describe(e), traceback=traceback.format_exc())
-            self.failed += 1
-            return
-        self._arm(claim.lease_deadline_ms)
-        self._delivery = delivery = Delivery(claim, self.store, self._lease_extended)
-        try:
-            await sub.handler(event, delivery)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            self._arm(None)
-            await self._fail(claim, e)
-        else:
-            self.handled += 1
-            self._queue_ack(delivery.claim)  # the latest lease, if the handler extended it
-        finally:
-            self._delivery = None
 
     async def _fail(self, claim: Claim, error: BaseException) -> None:
         sub = self.subscription

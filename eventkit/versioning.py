@@ -40,6 +40,8 @@ class EventRegistry:
     classes: dict[str, dict[int, type]] = field(default_factory=dict)
     descriptions: dict[tuple[str, int], str] = field(default_factory=dict)
     migrations: dict[str, dict[int, EventMigration]] = field(default_factory=dict)
+    #: what readers derive from the above (codec's decode plans); emptied by every change
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def register_class(
         self, cls: type, *, replace_existing: bool = True, description: str = ""
@@ -53,6 +55,7 @@ class EventRegistry:
         versions = self.classes.setdefault(event_type, {})
         if version in versions and not replace_existing:
             return
+        self.derived.clear()
         # the same class registered before at another version (class body default) is forgotten
         for other_version, other in list(versions.items()):
             if other is cls and other_version != version:
@@ -77,6 +80,7 @@ class EventRegistry:
             raise MigrationError(
                 f"{name} goes from version {start} to {end}: a migration must go up by at least 1"
             )
+        self.derived.clear()
         steps = self.migrations.setdefault(event_type, {})
         existing = steps.get(start)
         if existing is not None and type(existing).__qualname__ != type(migration).__qualname__:
@@ -140,6 +144,12 @@ class EventRegistry:
             )
         return version, data
 
+    def restore(self, saved: EventRegistry) -> None:
+        """Take back the classes and migrations of an earlier copy()."""
+        self.classes, self.descriptions = saved.classes, saved.descriptions
+        self.migrations = saved.migrations
+        self.derived.clear()
+
     def copy(self) -> EventRegistry:
         return EventRegistry(
             {k: dict(v) for k, v in self.classes.items()},
@@ -185,5 +195,4 @@ def isolated_registry() -> Iterator[EventRegistry]:
     try:
         yield registry
     finally:
-        registry.classes, registry.descriptions = saved.classes, saved.descriptions
-        registry.migrations = saved.migrations
+        registry.restore(saved)

@@ -92,3 +92,53 @@ def test_datetime_payload_fields_survive_the_round_trip() -> None:
 
     event = Scheduled(run_at=datetime(2026, 2, 3, 4, 5, tzinfo=UTC))
     assert BaseEvent.from_dict(event.to_dict()) == event
+
+
+def test_a_payload_that_contains_itself_is_a_serialization_error() -> None:
+    looped: dict[str, object] = {}
+    looped["self"] = looped
+    event = Event(event_type="t.loop", data=looped)
+    with pytest.raises(SerializationError, match="not JSON"):
+        encode(event)
+
+
+def test_encoding_keeps_unicode_and_big_integers_exact() -> None:
+    event = Event(event_type="t.exact", data={"name": "Zoë ✓", "big": 2**70, "neg": -(2**65)})
+    new = encode(event)
+    assert "Zoë ✓" in new.data  # written as text, not \\u escapes
+    again = decode(StoredEvent(1, *new, published_ms=0))
+    assert again.payload() == {"name": "Zoë ✓", "big": 2**70, "neg": -(2**65)}
+
+
+@pytest.mark.parametrize(
+    "text", ['{"score": 1}', ' {"score": 1}', '{"score": 1}\n', '{ "score" : 1 }']
+)
+def test_stored_payloads_written_by_other_tools_decode(text: str) -> None:
+    stored = StoredEvent(1, "e1", "t.other", 1, "s", 0, text, 0)
+    assert decode(stored).payload() == {"score": 1}
+
+
+@pytest.mark.parametrize("text", ['{"score": 1}x', '{"score": 1', "[1]", ""])
+def test_stored_payloads_that_are_not_one_json_object_are_serialization_errors(text: str) -> None:
+    stored = StoredEvent(1, "e1", "t.other", 1, "s", 0, text, 0)
+    with pytest.raises(SerializationError, match="e1"):
+        decode(stored)
+
+
+def test_decoding_follows_classes_registered_after_earlier_decodes() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from eventkit.versioning import isolated_registry
+
+    stored = StoredEvent(1, "e1", "t.late", 1, "s", 0, '{"n": 1}', 0)
+    assert type(decode(stored)) is Event  # no class yet: generic
+    with isolated_registry():
+
+        @dataclass(kw_only=True)
+        class Late(BaseEvent):
+            event_type: ClassVar[str] = "t.late"
+            n: int
+
+        assert type(decode(stored)) is Late
+    assert type(decode(stored)) is Event  # the class left with the isolated registry

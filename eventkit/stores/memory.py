@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import bisect
+import heapq
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventkit.stores.base import (
@@ -45,6 +45,15 @@ class _Delivery:
     last_error: str | None = None
 
 
+def _due_ms(delivery: _Delivery) -> int | None:
+    """When a delivery may be claimed: after its lease expires, or at its retry time."""
+    if delivery.status is DeliveryStatus.IN_FLIGHT:
+        return delivery.deadline_ms + 1
+    if delivery.status is DeliveryStatus.RETRYING:
+        return delivery.deadline_ms
+    return None
+
+
 @dataclass(slots=True)
 class _Group:
     event_types: set[str]
@@ -54,23 +63,58 @@ class _Group:
     deliveries: dict[int, _Delivery] = field(default_factory=dict)
     #: positions in flight or retrying: the group's unsettled work
     unsettled: set[int] = field(default_factory=set)
+    #: heap of (due ms, first position, positions) for unsettled deliveries, so claim pops what
+    #: is due instead of scanning everything in flight; a claimed batch shares one entry. Entries
+    #: go stale when a delivery settles or moves (claim skips those); rebuilt when mostly stale
+    due: list[tuple[int, int, tuple[int, ...]]] = field(default_factory=list)
+    due_size: int = 0
     dead: dict[str, DeadLetter] = field(default_factory=dict)
     delivered: int = 0
     acked: int = 0
     retried: int = 0
 
+    def schedule(self, when: int, positions: tuple[int, ...]) -> None:
+        """Note that these deliveries may be claimed again from `when` (ms)."""
+        if not positions:
+            return
+        if self.due_size > 2 * len(self.unsettled) + 4096:
+            self.due = []
+            for p in self.unsettled:
+                due_ms = _due_ms(self.deliveries[p])
+                if due_ms is not None:
+                    self.due.append((due_ms, p, (p,)))
+            heapq.heapify(self.due)
+            self.due_size = len(self.due)
+        heapq.heappush(self.due, (when, positions[0], positions))
+        self.due_size += len(positions)
+
+    def pop_due(self, now: int, limit: int) -> list[_Delivery]:
+        """Up to `limit` deliveries due by `now`: expired leases and retries, earliest first."""
+        found: list[_Delivery] = []
+        due = self.due
+        while due and due[0][0] <= now and len(found) < limit:
+            when, _, positions = heapq.heappop(due)
+            self.due_size -= len(positions)
+            for i, position in enumerate(positions):
+                if len(found) >= limit:  # the rest waits for the next claim
+                    self.schedule(when, positions[i:])
+                    break
+                delivery = self.deliveries.get(position)
+                if delivery is not None and _due_ms(delivery) == when:
+                    found.append(delivery)  # else settled, re-leased or trimmed meanwhile
+        return found
+
 
 class MemoryEventStore:
-    """All state in dicts behind one asyncio.Lock, so every operation is atomic."""
+    """All state in dicts and lists. No operation awaits anything, so each one runs to its end
+    before another starts: atomic on the event loop without a lock (not safe across threads)."""
 
     backend = "memory"
     blocking_claims = False
     prefetch_claims = False
 
     def __init__(self) -> None:
-        self._lock = asyncio.Lock()
         self._log: list[StoredEvent] = []
-        self._positions: list[int] = []
         self._by_id: dict[str, StoredEvent] = {}
         self._groups: dict[str, _Group] = {}
         self._next_position = 1
@@ -85,24 +129,20 @@ class MemoryEventStore:
     # -- the log ------------------------------------------------------------------------------
 
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
-        async with self._lock:
-            published = now_ms()
-            positions = []
-            for new in events:
-                existing = self._by_id.get(new.event_id)
-                if existing is not None:
-                    positions.append(existing.position)
-                    continue
-                stored = StoredEvent(
-                    self._next_position, new.event_id, new.event_type, new.version, new.source,
-                    new.timestamp_ms, new.data, published,
-                )  # fmt: skip
-                self._next_position += 1
-                self._log.append(stored)
-                self._positions.append(stored.position)
-                self._by_id[stored.event_id] = stored
-                positions.append(stored.position)
-            return positions
+        published = now_ms()
+        log, by_id = self._log, self._by_id
+        position = self._next_position
+        positions = []
+        for new in events:
+            existing = by_id.get(new.event_id)
+            if existing is None:
+                # StoredEvent is NewEvent between a position and a publish time
+                existing = by_id[new.event_id] = StoredEvent(position, *new, published)
+                log.append(existing)
+                position += 1
+            positions.append(existing.position)
+        self._next_position = position
+        return positions
 
     async def read(
         self,
@@ -116,10 +156,12 @@ class MemoryEventStore:
     ) -> list[StoredEvent]:
         _check_limit(limit)
         start = (
-            0 if after_position is None else bisect.bisect_right(self._positions, after_position)
+            0
+            if after_position is None
+            else bisect.bisect_right(self._log, after_position, key=_position)
         )
         found: list[StoredEvent] = []
-        for stored in self._log[start:]:
+        for stored in itertools.islice(self._log, start, None):
             if limit is not None and len(found) >= limit:
                 break
             if not matches(stored.event_type, event_types):
@@ -142,60 +184,55 @@ class MemoryEventStore:
     async def ensure_group(
         self, group: str, event_types: Sequence[str], start: GroupStart = "earliest"
     ) -> None:
-        async with self._lock:
-            existing = self._groups.get(group)
-            if existing is not None:
-                existing.event_types.update(event_types)
-                return
-            if start == "earliest":
-                cursor = 0
-            elif start == "latest":
-                cursor = len(self._log)
-            else:
-                cursor = next(
-                    (i for i, e in enumerate(self._log) if e.timestamp_ms >= start), len(self._log)
-                )
-            self._groups[group] = _Group(set(event_types), cursor)
+        existing = self._groups.get(group)
+        if existing is not None:
+            existing.event_types.update(event_types)
+            return
+        if start == "earliest":
+            cursor = 0
+        elif start == "latest":
+            cursor = len(self._log)
+        else:
+            cursor = next(
+                (i for i, e in enumerate(self._log) if e.timestamp_ms >= start), len(self._log)
+            )
+        self._groups[group] = _Group(set(event_types), cursor)
 
     async def groups(self) -> list[str]:
         return sorted(self._groups)
 
     async def register_consumer(self, group: str, consumer: str) -> None:
-        async with self._lock:
-            self._group(group).consumers.add(consumer)
+        self._group(group).consumers.add(consumer)
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
-        async with self._lock:
-            self._group(group).consumers.discard(consumer)
+        self._group(group).consumers.discard(consumer)
 
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
         _check_limit(limit)
-        async with self._lock:
-            state = self._group(group)
-            now = now_ms()
-            claims: list[Claim] = []
-            for position in sorted(state.unsettled):
-                if len(claims) >= limit:
-                    break
-                delivery = state.deliveries[position]
-                if delivery.deadline_ms > now or (
-                    delivery.status is DeliveryStatus.IN_FLIGHT and delivery.deadline_ms == now
-                ):
-                    continue
-                if delivery.status is DeliveryStatus.IN_FLIGHT:
-                    delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
-                claims.append(self._lease(group, state, delivery, consumer, now, lease_ms))
-            while len(claims) < limit and state.cursor < len(self._log):
-                stored = self._log[state.cursor]
-                state.cursor += 1
-                if not matches(stored.event_type, state.event_types):
-                    continue
+        state = self._group(group)
+        now = now_ms()
+        claims: list[Claim] = []
+        # first what is due again: expired leases (their consumer died or hung) and retries
+        for delivery in state.pop_due(now, limit):
+            if delivery.status is DeliveryStatus.IN_FLIGHT:
+                delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
+            claims.append(self._lease(group, state, delivery, consumer, now, lease_ms))
+        # then the log after the group's cursor
+        log, cursor, types = self._log, state.cursor, state.event_types
+        everything = not types or WILDCARD in types
+        while len(claims) < limit and cursor < len(log):
+            stored = log[cursor]
+            cursor += 1
+            if everything or stored.event_type in types:
                 delivery = _Delivery(stored, consumer, 0, DeliveryStatus.IN_FLIGHT, now)
                 state.deliveries[stored.position] = delivery
                 claims.append(self._lease(group, state, delivery, consumer, now, lease_ms))
-            return claims
+        state.cursor = cursor
+        # one heap entry for the batch: its leases expire together
+        state.schedule(now + lease_ms + 1, tuple(c.event.position for c in claims))
+        return claims
 
     @staticmethod
     def _lease(
@@ -204,15 +241,15 @@ class MemoryEventStore:
         delivery.attempts += 1
         delivery.consumer = consumer
         delivery.status = DeliveryStatus.IN_FLIGHT
-        delivery.deadline_ms = now + lease_ms
-        delivery.token = str(next(_TOKENS))
+        delivery.deadline_ms = deadline = now + lease_ms
+        delivery.token = token = str(next(_TOKENS))
         state.unsettled.add(delivery.event.position)
         state.delivered += 1
         if delivery.attempts > 1:
             state.retried += 1
         return Claim(
-            delivery.event, group, consumer, delivery.attempts,
-            delivery.deadline_ms, delivery.token, delivery.last_error,
+            delivery.event, group, consumer, delivery.attempts, deadline, token,
+            delivery.last_error,
         )  # fmt: skip
 
     def _held(self, claim: Claim) -> _Delivery | None:
@@ -229,82 +266,81 @@ class MemoryEventStore:
         return delivery
 
     async def ack(self, claims: Sequence[Claim]) -> int:
-        async with self._lock:
-            now = now_ms()
-            counted = 0
-            for claim in claims:
-                delivery = self._held(claim)
-                if delivery is None:
-                    continue
-                state = self._groups[claim.consumer_group]
-                delivery.status = DeliveryStatus.ACKED
-                delivery.acked_ms = now
-                delivery.token = ""
-                state.unsettled.discard(claim.event.position)
-                state.acked += 1
-                counted += 1
-            return counted
+        now = now_ms()
+        counted = 0
+        for claim in claims:
+            delivery = self._held(claim)
+            if delivery is None:
+                continue
+            state = self._groups[claim.consumer_group]
+            delivery.status = DeliveryStatus.ACKED
+            delivery.acked_ms = now
+            delivery.token = ""
+            state.unsettled.discard(claim.event.position)
+            state.acked += 1
+            counted += 1
+        return counted
 
     async def extend_lease(self, claim: Claim, lease_ms: int) -> Claim | None:
-        async with self._lock:
-            delivery = self._held(claim)
-            if delivery is None:
-                return None
-            delivery.deadline_ms = now_ms() + lease_ms
-            return replace(claim, lease_deadline_ms=delivery.deadline_ms)
+        delivery = self._held(claim)
+        if delivery is None:
+            return None
+        delivery.deadline_ms = now_ms() + lease_ms
+        self._groups[claim.consumer_group].schedule(
+            delivery.deadline_ms + 1, (claim.event.position,)
+        )
+        return claim._replace(lease_deadline_ms=delivery.deadline_ms)
 
     async def release(self, claims: Sequence[Claim]) -> int:
-        async with self._lock:
-            released = 0
-            for claim in claims:
-                delivery = self._held(claim)
-                if delivery is None:
-                    continue
-                delivery.status = DeliveryStatus.RETRYING
-                delivery.deadline_ms = 0
-                delivery.token = ""
-                delivery.attempts -= 1
-                released += 1
-            return released
+        released = 0
+        for claim in claims:
+            delivery = self._held(claim)
+            if delivery is None:
+                continue
+            delivery.status = DeliveryStatus.RETRYING
+            delivery.deadline_ms = 0
+            delivery.token = ""
+            delivery.attempts -= 1
+            self._groups[claim.consumer_group].schedule(0, (claim.event.position,))
+            released += 1
+        return released
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
-        async with self._lock:
-            delivery = self._held(claim)
-            if delivery is None:
-                return False
-            delivery.status = DeliveryStatus.RETRYING
-            delivery.deadline_ms = due_ms
-            delivery.token = ""
-            delivery.last_error = error
-            return True
+        delivery = self._held(claim)
+        if delivery is None:
+            return False
+        delivery.status = DeliveryStatus.RETRYING
+        delivery.deadline_ms = due_ms
+        delivery.token = ""
+        delivery.last_error = error
+        self._groups[claim.consumer_group].schedule(due_ms, (claim.event.position,))
+        return True
 
     async def dead_letter(self, claim: Claim, *, error: str, traceback: str = "") -> bool:
-        async with self._lock:
-            delivery = self._held(claim)
-            if delivery is None:
-                return False
-            state = self._groups[claim.consumer_group]
-            now = now_ms()
-            delivery.status = DeliveryStatus.DEAD
-            delivery.token = ""
-            delivery.last_error = error
-            state.unsettled.discard(claim.event.position)
-            state.dead[claim.event.event_id] = DeadLetter(
-                claim.event, claim.consumer_group, claim.consumer_name, delivery.attempts, now,
-                error, traceback,
-            )  # fmt: skip
-            return True
+        delivery = self._held(claim)
+        if delivery is None:
+            return False
+        state = self._groups[claim.consumer_group]
+        now = now_ms()
+        delivery.status = DeliveryStatus.DEAD
+        delivery.token = ""
+        delivery.last_error = error
+        state.unsettled.discard(claim.event.position)
+        state.dead[claim.event.event_id] = DeadLetter(
+            claim.event, claim.consumer_group, claim.consumer_name, delivery.attempts, now,
+            error, traceback,
+        )  # fmt: skip
+        return True
 
     async def is_idle(self, groups: Sequence[str] | None = None) -> bool:
-        async with self._lock:
-            names = self._groups if groups is None else groups
-            for name in names:
-                state = self._groups.get(name)
-                if state is None:
-                    continue
-                if state.unsettled or self._unread(state):
-                    return False
-            return True
+        names = self._groups if groups is None else groups
+        for name in names:
+            state = self._groups.get(name)
+            if state is None:
+                continue
+            if state.unsettled or self._unread(state):
+                return False
+        return True
 
     def _unread(self, state: _Group) -> int:
         if WILDCARD in state.event_types:
@@ -337,43 +373,42 @@ class MemoryEventStore:
         event_types: Sequence[str] | None = None,
         event_ids: Sequence[str] | None = None,
     ) -> int:
-        async with self._lock:
-            state = self._groups.get(consumer_group)
-            if state is None:
-                return 0
-            chosen = [
-                letter
-                for letter in state.dead.values()
-                if (event_ids is None or letter.event_id in event_ids)
-                and matches(letter.stored.event_type, event_types)
-            ]
-            for letter in chosen:
-                del state.dead[letter.event_id]
-                position = letter.stored.position
-                delivery = state.deliveries.get(position)
-                if delivery is None:  # trimmed from the log meanwhile: the DLQ copy is the source
-                    delivery = _Delivery(
-                        letter.stored, letter.consumer_name, 0, DeliveryStatus.RETRYING, now_ms()
-                    )
-                    state.deliveries[position] = delivery
-                delivery.status = DeliveryStatus.RETRYING
-                delivery.attempts = 0
-                delivery.deadline_ms = 0
-                delivery.token = ""
-                state.unsettled.add(position)
-            return len(chosen)
+        state = self._groups.get(consumer_group)
+        if state is None:
+            return 0
+        chosen = [
+            letter
+            for letter in state.dead.values()
+            if (event_ids is None or letter.event_id in event_ids)
+            and matches(letter.stored.event_type, event_types)
+        ]
+        for letter in chosen:
+            del state.dead[letter.event_id]
+            position = letter.stored.position
+            delivery = state.deliveries.get(position)
+            if delivery is None:  # trimmed from the log meanwhile: the DLQ copy is the source
+                delivery = _Delivery(
+                    letter.stored, letter.consumer_name, 0, DeliveryStatus.RETRYING, now_ms()
+                )
+                state.deliveries[position] = delivery
+            delivery.status = DeliveryStatus.RETRYING
+            delivery.attempts = 0
+            delivery.deadline_ms = 0
+            delivery.token = ""
+            state.unsettled.add(position)
+            state.schedule(0, (position,))
+        return len(chosen)
 
     async def discard_dead_letters(
         self, consumer_group: str, *, event_ids: Sequence[str] | None = None
     ) -> int:
-        async with self._lock:
-            state = self._groups.get(consumer_group)
-            if state is None:
-                return 0
-            chosen = [i for i in state.dead if event_ids is None or i in event_ids]
-            for event_id in chosen:
-                del state.dead[event_id]
-            return len(chosen)
+        state = self._groups.get(consumer_group)
+        if state is None:
+            return 0
+        chosen = [i for i in state.dead if event_ids is None or i in event_ids]
+        for event_id in chosen:
+            del state.dead[event_id]
+        return len(chosen)
 
     # -- analysis and retention ---------------------------------------------------------------
 
@@ -392,46 +427,44 @@ class MemoryEventStore:
         return [_record(group, state.deliveries[p]) for p in positions]
 
     async def stats(self) -> dict[str, Any]:
-        async with self._lock:
-            groups = {
-                name: {
-                    "lag": self._unread(state),
-                    "pending": len(state.unsettled),
-                    "dlq": len(state.dead),
-                    "delivered": state.delivered,
-                    "acked": state.acked,
-                    "retried": state.retried,
-                    "consumers": len(state.consumers),
-                }
-                for name, state in sorted(self._groups.items())
+        groups = {
+            name: {
+                "lag": self._unread(state),
+                "pending": len(state.unsettled),
+                "dlq": len(state.dead),
+                "delivered": state.delivered,
+                "acked": state.acked,
+                "retried": state.retried,
+                "consumers": len(state.consumers),
             }
-            return {
-                "store": {
-                    "backend": self.backend,
-                    "total_events": len(self._log),
-                    "pending_events": sum(g["pending"] for g in groups.values()),
-                    "dlq_events": sum(g["dlq"] for g in groups.values()),
-                    "kept_unacked": self._kept_unacked,
-                },
-                "groups": groups,
-            }
+            for name, state in sorted(self._groups.items())
+        }
+        return {
+            "store": {
+                "backend": self.backend,
+                "total_events": len(self._log),
+                "pending_events": sum(g["pending"] for g in groups.values()),
+                "dlq_events": sum(g["dlq"] for g in groups.values()),
+                "kept_unacked": self._kept_unacked,
+            },
+            "groups": groups,
+        }
 
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None
     ) -> TrimResult:
         _check_limit(max_events)
-        async with self._lock:
-            doomed: set[int] = set()
-            if before_ms is not None:
-                doomed.update(e.position for e in self._log if e.timestamp_ms < before_ms)
-            if max_events is not None and len(self._log) > max_events:
-                doomed.update(e.position for e in self._log[: len(self._log) - max_events])
-            protected = self._protected_positions()
-            removable = doomed - protected
-            self._kept_unacked = len(doomed) - len(removable)
-            if removable:
-                self._remove(removable)
-            return TrimResult(len(removable), self._kept_unacked)
+        doomed: set[int] = set()
+        if before_ms is not None:
+            doomed.update(e.position for e in self._log if e.timestamp_ms < before_ms)
+        if max_events is not None and len(self._log) > max_events:
+            doomed.update(e.position for e in self._log[: len(self._log) - max_events])
+        protected = self._protected_positions()
+        removable = doomed - protected
+        self._kept_unacked = len(doomed) - len(removable)
+        if removable:
+            self._remove(removable)
+        return TrimResult(len(removable), self._kept_unacked)
 
     def _protected_positions(self) -> set[int]:
         """Positions some group has not acked: unread after its cursor, in flight or retrying."""
@@ -448,7 +481,6 @@ class MemoryEventStore:
     def _remove(self, positions: set[int]) -> None:
         old_log = self._log
         self._log = [e for e in old_log if e.position not in positions]
-        self._positions = [e.position for e in self._log]
         for event in old_log:
             if event.position in positions:
                 del self._by_id[event.event_id]
@@ -462,6 +494,10 @@ class MemoryEventStore:
         if state is None:
             raise KeyError(f"consumer group {group!r} does not exist: subscribe to create it")
         return state
+
+
+def _position(stored: StoredEvent) -> int:
+    return stored.position
 
 
 def _record(group: str, delivery: _Delivery) -> DeliveryRecord:

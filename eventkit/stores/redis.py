@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -660,7 +659,7 @@ class RedisEventStore:
         deadline = now_ms() + lease_ms
         if not await self._settle_one("extend", claim, lease_ms):
             return None
-        return replace(claim, lease_deadline_ms=deadline)
+        return claim._replace(lease_deadline_ms=deadline)
 
     async def release(self, claims: Sequence[Claim]) -> int:
         """One round trip for the batch (a stopping consumer gives back a whole prefetch)."""

@@ -18,7 +18,6 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -445,7 +444,7 @@ class SQLiteEventStore:
         now = now_ms()
         sql = f"UPDATE {DELIVERIES} SET deadline_ms = ? WHERE {HELD} RETURNING deadline_ms"
         rows = await self._write_one(sql, (now + lease_ms, *_held(claim, now)))
-        return replace(claim, lease_deadline_ms=rows[0][0]) if rows else None
+        return claim._replace(lease_deadline_ms=rows[0][0]) if rows else None
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         sql = f"""UPDATE {DELIVERIES} SET status = 'retrying', deadline_ms = ?, token = NULL,

@@ -187,7 +187,7 @@ class ReplayPanel(AsyncPanel):
 
         async def guarded(event: BaseEvent) -> None:
             try:
-                await call(event, None)  # type: ignore[arg-type]
+                await call(event, None)
             except Exception as e:
                 result.failed += 1
                 if len(result.errors) < MAX_ERRORS_KEPT:

@@ -37,6 +37,27 @@ async def test_expired_lease_is_redelivered_and_counts_as_an_attempt(store: Even
     assert "lease expired" in (reclaimed.last_error or "")
 
 
+async def test_only_unsettled_leases_of_a_batch_come_back_after_expiry(store: EventStore) -> None:
+    await store.append(new_events(30))
+    await store.ensure_group("g", ["*"])
+    batches = [await store.claim("g", "dies", limit=10, lease_ms=150) for _ in range(3)]
+    unacked = [batches[0][3], batches[1][0], batches[2][9]]
+    later = batches[1][5]
+    settled = [c for b in batches for c in b if c not in unacked and c != later]
+    assert await store.ack(settled) == 26
+    assert await store.retry_later(later, due_ms=int(time.time() * 1000) + 60_000, error="x")
+    await asyncio.sleep(0.3)
+    [extended] = await store.claim("g", "x", limit=1, lease_ms=150)
+    assert await store.extend_lease(extended, 10_000) is not None
+    # only the expired leases not reclaimed since come back: not the acked, the retry not yet
+    # due, nor the lease just extended
+    back = await store.claim("g", "other", limit=10, lease_ms=5_000)
+    expected = {c.event.position for c in unacked} - {extended.event.position}
+    assert {c.event.position for c in back} == expected and len(back) == 2
+    assert all(c.attempt == 2 and "lease expired" in (c.last_error or "") for c in back)
+    assert await store.claim("g", "other", limit=10, lease_ms=5_000) == []
+
+
 async def test_late_ack_from_an_expired_lease_is_ignored(store: EventStore) -> None:
     await store.append(new_events(1))
     await store.ensure_group("g", ["*"])
