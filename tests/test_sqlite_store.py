@@ -15,7 +15,7 @@ import pytest
 
 from eventkit.errors import StoreError, StoreUnavailableError
 from eventkit.stores.base import NewEvent
-from eventkit.stores.sqlite import SCHEMA_VERSION, SQLiteEventStore
+from eventkit.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteEventStore
 from tests.helpers import new_events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +106,34 @@ async def test_schema_version_is_recorded_and_an_existing_file_reopens(tmp_path:
         assert len(await again.claim("g", "w", limit=10, lease_ms=1_000)) == 5
     finally:
         await again.close()
+
+
+async def test_a_file_of_schema_1_is_upgraded_and_its_groups_go_on(tmp_path: Path) -> None:
+    """Step 2 (claims as one statement, the cursor moved by trigger) on a file written by step 1."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        raw.execute("PRAGMA journal_mode = WAL")
+        for statement in MIGRATIONS[0][1]:
+            raw.execute(statement)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute("INSERT INTO consumer_groups (name, cursor, delivered) VALUES ('g', 2, 2)")
+        raw.execute("INSERT INTO group_types VALUES ('g', '*')")
+    raw.close()
+    store = SQLiteEventStore(path)
+    await store.open()
+    try:
+        await store.append(new_events(5))  # positions 1..5; the group had read up to 2
+        claims = await store.claim("g", "w", limit=10, lease_ms=5_000)
+        assert [c.event.position for c in claims] == [3, 4, 5]
+        assert await store.ack(claims) == 3
+        assert await store.claim("g", "w", limit=10, lease_ms=5_000) == []
+        stats = (await store.stats())["groups"]["g"]
+        assert (stats["delivered"], stats["acked"], stats["lag"]) == (5, 3, 0)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+    raw.close()
 
 
 async def test_idle_claim_is_cheap_with_a_large_log_and_never_waits_for_the_writer(
