@@ -170,8 +170,8 @@ class EventStore(Protocol):
     backend: str
     #: True when claim(block_ms=...) can wait server-side for new events (Redis XREADGROUP BLOCK)
     blocking_claims: bool
-    #: True when the store works in another process (a server), so claiming the next batch while
-    #: handlers run overlaps the two; in-process stores would only compete for the GIL
+    #: True when the store's work happens outside the event loop's thread (a server, SQLite's C
+    #: code in aiosqlite's thread), so claiming the next batch while handlers run overlaps the two
     prefetch_claims: bool
 
     async def open(self) -> None:

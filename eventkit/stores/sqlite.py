@@ -194,7 +194,7 @@ class SQLiteEventStore:
 
     backend = "sqlite"
     blocking_claims = False
-    prefetch_claims = False
+    prefetch_claims = True
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
