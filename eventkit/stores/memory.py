@@ -222,14 +222,19 @@ class MemoryEventStore:
         # then the log after the group's cursor
         log, cursor, types = self._log, state.cursor, state.event_types
         everything = not types or WILDCARD in types
+        deadline, first_new = now + lease_ms, len(claims)
         while len(claims) < limit and cursor < len(log):
             stored = log[cursor]
             cursor += 1
-            if everything or stored.event_type in types:
-                delivery = _Delivery(stored, consumer, 0, DeliveryStatus.IN_FLIGHT, now)
-                state.deliveries[stored.position] = delivery
-                claims.append(self._lease(group, state, delivery, consumer, now, lease_ms))
+            if everything or stored.event_type in types:  # a first delivery: _lease inlined
+                token = str(next(_TOKENS))
+                state.deliveries[stored.position] = _Delivery(
+                    stored, consumer, 1, DeliveryStatus.IN_FLIGHT, now, deadline, token
+                )
+                state.unsettled.add(stored.position)
+                claims.append(Claim(stored, group, consumer, 1, deadline, token))
         state.cursor = cursor
+        state.delivered += len(claims) - first_new
         # one heap entry for the batch: its leases expire together
         state.schedule(now + lease_ms + 1, tuple(c.event.position for c in claims))
         return claims
