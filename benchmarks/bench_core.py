@@ -498,8 +498,11 @@ def environment(command: str) -> list[str]:
 
     import aiosqlite
 
+    interpreter = (
+        Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    )
     versions = [
-        f"Python {platform.python_version()}",
+        f"Python {platform.python_version()} (`{interpreter}`)",
         f"aiosqlite {aiosqlite.__version__}",
         f"SQLite {sqlite3.sqlite_version}",
     ]

@@ -257,7 +257,7 @@ class MemoryEventStore:
             delivery.last_error,
         )  # fmt: skip
 
-    def _held(self, claim: Claim) -> _Delivery | None:
+    def _held(self, claim: Claim, now: int | None = None) -> _Delivery | None:
         """The delivery if this claim still holds its lease (same token, deadline not passed)."""
         state = self._groups.get(claim.consumer_group)
         delivery = None if state is None else state.deliveries.get(claim.event.position)
@@ -265,7 +265,7 @@ class MemoryEventStore:
             delivery is None
             or delivery.status is not DeliveryStatus.IN_FLIGHT
             or delivery.token != claim.token
-            or delivery.deadline_ms < now_ms()
+            or delivery.deadline_ms < (now_ms() if now is None else now)
         ):
             return None
         return delivery
@@ -274,7 +274,7 @@ class MemoryEventStore:
         now = now_ms()
         counted = 0
         for claim in claims:
-            delivery = self._held(claim)
+            delivery = self._held(claim, now)
             if delivery is None:
                 continue
             state = self._groups[claim.consumer_group]
