@@ -404,7 +404,21 @@ class SQLiteEventStore:
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
+        """Safe to cancel: what the statements in flight leased is released, not left to expire."""
         _check_limit(limit)
+        task = asyncio.ensure_future(self._claim(group, consumer, limit, lease_ms))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            try:
+                claims = await task
+            except Exception:  # the claim itself failed: nothing was leased
+                raise asyncio.CancelledError from None
+            if claims:
+                await self.release(claims)
+            raise
+
+    async def _claim(self, group: str, consumer: str, limit: int, lease_ms: int) -> list[Claim]:
         # the probe runs on the reader: an idle poll is a few index seeks and never takes the lock
         probe = await self._query(PROBE, {"group": group, "now": now_ms()})
         if not probe:

@@ -58,6 +58,33 @@ async def test_only_unsettled_leases_of_a_batch_come_back_after_expiry(store: Ev
     assert await store.claim("g", "other", limit=10, lease_ms=5_000) == []
 
 
+async def test_a_claim_cancelled_at_any_point_leaves_nothing_leased(store: EventStore) -> None:
+    """How a consumer stops at once: its claim is cancelled wherever it is; nothing may stay
+    leased to it (to come back only when the lease expires) or count as an attempt."""
+    await store.append(new_events(3))
+    await store.ensure_group("g", ["*"])
+    outcomes = set()
+    # cancel after 0-7 loop turns, then after 0.25-3 ms: before, during and after each step
+    points = [(turns, 0.0) for turns in range(8)] + [(0, k / 4000) for k in range(1, 13)]
+    for turns, seconds in points * 3:
+        claiming = asyncio.ensure_future(store.claim("g", "a", limit=10, lease_ms=60_000))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if seconds:
+            await asyncio.sleep(seconds)
+        claiming.cancel()
+        try:
+            finished = await claiming  # it ended before the cancel landed: the caller has them
+            assert await store.release(finished) == len(finished) == 3
+            outcomes.add("finished")
+        except asyncio.CancelledError:
+            outcomes.add("cancelled")
+        claims = await store.claim("g", "b", limit=10, lease_ms=60_000)
+        assert [c.attempt for c in claims] == [1, 1, 1], (turns, seconds)
+        assert await store.release(claims) == 3
+    assert "cancelled" in outcomes
+
+
 async def test_late_ack_from_an_expired_lease_is_ignored(store: EventStore) -> None:
     await store.append(new_events(1))
     await store.ensure_group("g", ["*"])
