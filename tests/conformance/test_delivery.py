@@ -243,6 +243,34 @@ async def test_close_waits_for_handler_then_releases_without_ack(make_bus) -> No
     assert stats["acked"] == 1
 
 
+async def test_close_releases_the_whole_backlog_it_holds(make_bus) -> None:  # type: ignore[no-untyped-def]
+    """A consumer may hold more than the event in its handler (the rest of its batch, and a batch
+    claimed ahead where the store overlaps claims with handling): close gives all of it back."""
+    bus = await make_bus()
+    started = asyncio.Event()
+
+    async def stuck(event: BaseEvent, delivery: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    await bus.publish_many([discovered(i) for i in range(20)])
+    await bus.subscribe_persistent(["*"], "g", "w", stuck, batch_size=5, lease_seconds=60)
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.sleep(0.2)  # time to claim ahead, where the store does
+    await bus.close(timeout=0.1)
+    after = await make_bus()
+    deliveries: list[Delivery] = []
+
+    async def record(event: BaseEvent, delivery: Delivery) -> None:
+        deliveries.append(delivery)
+
+    await after.subscribe_persistent(["*"], "g", "w2", record, batch_size=5, lease_seconds=60)
+    assert await after.wait_idle("g", timeout=5)  # nothing left to a 60 s lease
+    assert len(deliveries) == 20
+    assert {d.attempt for d in deliveries} == {1}  # a release is not an attempt
+    assert (await after.get_stats())["groups"]["g"]["acked"] == 20
+
+
 async def test_publish_wakes_idle_consumers_at_once(make_bus) -> None:  # type: ignore[no-untyped-def]
     bus = await make_bus(poll_interval_seconds=1.0)  # a poll would take up to a second
     latencies: list[float] = []
