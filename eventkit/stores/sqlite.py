@@ -436,17 +436,18 @@ class SQLiteEventStore:
             params.update(group=group, types=types, n=wanted, consumer=consumer, now=now,
                           deadline=now + lease_ms, prefix=prefix)  # fmt: skip
             type_count = 0 if WILDCARD in filter_ else len(filter_)
-            leased = await self._write_one(_lease_unread_sql(type_count), params)
-            if len(leased) < wanted and newest is not None:
-                await self._write_one(SKIP_TO, {"group": group, "types": types, "newest": newest})
+            leased = [p for (p,) in await self._write_one(_lease_unread_sql(type_count), params)]
             if leased:
-                rows = await self._query(LEASED_EVENTS, (json.dumps([p for (p,) in leased]),))
+                rows = await self._query(LEASED_EVENTS, (json.dumps(leased),))
                 claims += [
                     Claim(
                         StoredEvent(*row), group, consumer, 1, now + lease_ms, f"{prefix}-{row[0]}"
                     )
                     for row in rows
                 ]
+            if len(leased) < wanted and newest is not None and newest > max(leased, default=0):
+                # caught up, with events of other types after the last one leased: skip them
+                await self._write_one(SKIP_TO, {"group": group, "types": types, "newest": newest})
         return claims
 
     async def _claim_due(

@@ -6,7 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from eventkit import BaseEvent, EventBus
+from eventkit.codec import encode
 from eventkit.events import AssetDiscoveredEvent, WorkflowStartedEvent
+from eventkit.stores.base import EventStore
 from tests.helpers import Recorder, all_of, discovered, started, wait_until
 
 
@@ -161,3 +163,19 @@ async def test_handlers_may_be_plain_async_or_objects(bus: EventBus) -> None:
     await bus.publish(discovered(3))
     assert await bus.wait_idle(timeout=10)
     assert plain == coro == ["asset-3"]
+
+
+async def test_a_type_added_to_a_caught_up_group_starts_at_new_events(store: EventStore) -> None:
+    """A group that caught up has passed over events of types it did not take: widening its filter
+    later delivers the new type from then on, not the old events it went past (as Kafka's
+    committed offset, not a rewind)."""
+    workflow, asset = WorkflowStartedEvent.event_type, AssetDiscoveredEvent.event_type
+    await store.ensure_group("g", [asset])
+    first = await store.append([encode(discovered(1)), encode(started(1))])
+    caught_up = await store.claim("g", "w", limit=10, lease_ms=5_000)
+    assert [c.event.position for c in caught_up] == first[:1]
+    assert await store.ack(caught_up) == 1
+    await store.ensure_group("g", [asset, workflow])
+    later = await store.append([encode(started(2)), encode(discovered(2))])
+    claims = await store.claim("g", "w", limit=10, lease_ms=5_000)
+    assert [c.event.position for c in claims] == later  # not the workflow event passed over
