@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: loop turns a prefetched claim needs to reach the socket (redis-py awaits a few times first)
 PREFETCH_YIELDS = 4
+#: how often stop() looks again at a consumer it is waiting for
+STOP_RECHECK_SECONDS = 0.05
 
 HandlerCall = Callable[[BaseEvent, "Delivery | None"], Awaitable[None]]
 
@@ -193,12 +195,18 @@ class Consumer:
         self.wakeup.set()
         task = self._task
         if task is not None and not task.done():
-            if self.store.blocking_claims and not self._handling:
-                # waiting for work in a blocking claim: the store releases what a cancelled
-                # claim leased, so there is nothing to finish
-                task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout))
-            if not done:
+            deadline = asyncio.get_running_loop().time() + max(0.0, timeout)
+            while not task.done():
+                if self.store.blocking_claims and not self._handling:
+                    # waiting for work in a blocking claim: the store releases what a cancelled
+                    # claim leased, so there is nothing to finish. Cancelled again while it
+                    # runs: Python 3.11's wait_for (inside redis-py) can swallow a cancellation
+                    task.cancel()
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                await asyncio.wait({task}, timeout=min(left, STOP_RECHECK_SECONDS))
+            if not task.done():
                 task.cancel()
                 await asyncio.wait({task})
         if self._ack_task is not None:

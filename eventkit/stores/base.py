@@ -7,12 +7,22 @@ epoch milliseconds in one clock domain (``now_ms``), never local time or text.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypedDict, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    runtime_checkable,
+)
 
 from eventkit.events import ms_to_datetime
 
@@ -23,6 +33,8 @@ if TYPE_CHECKING:
 GroupStart = Literal["earliest", "latest"] | int
 
 WILDCARD = "*"
+
+R = TypeVar("R")
 
 
 def now_ms() -> int:
@@ -302,3 +314,35 @@ class EventStore(Protocol):
 
 def matches(event_type: str, event_types: Collection[str] | None) -> bool:
     return not event_types or WILDCARD in event_types or event_type in event_types
+
+
+async def claim_cancel_safe(
+    store: EventStore,
+    claiming: Coroutine[Any, Any, R],
+    leased: Callable[[R], Sequence[Claim]],
+) -> R:
+    """Run a claim so that cancelling its caller loses nothing: once statements or scripts that
+    lease have been sent they run to their end, what they leased is released, then the
+    cancellation goes on. A consumer is stopped by cancelling its claim, maybe more than once."""
+    task = asyncio.ensure_future(claiming)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        result = await _through_cancellations(task)
+        claims = [] if result is None else leased(result)
+        if claims:
+            await _through_cancellations(asyncio.ensure_future(store.release(claims)))
+        raise
+
+
+async def _through_cancellations(task: asyncio.Future[R]) -> R | None:
+    """The task's result once it is done, whatever cancels the caller meanwhile; None if it failed
+    (a failed claim leased nothing; a failed release leaves leases to expire)."""
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            break
+    return None if task.cancelled() or task.exception() is not None else task.result()

@@ -11,7 +11,6 @@ published/delivered/acked times use the Redis server clock (TIME), one clock for
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from eventkit.stores.base import (
     NewEvent,
     StoredEvent,
     TrimResult,
+    claim_cancel_safe,
     matches,
     now_ms,
 )
@@ -595,17 +595,8 @@ class RedisEventStore:
     ) -> tuple[str, int, list[Claim]]:
         """_claim_once, safe to cancel: once the script has run, what it leased is released
         rather than left to expire with the lease."""
-        task = asyncio.ensure_future(self._claim_once(group, consumer, limit, lease_ms))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            try:
-                claims = (await task)[2]
-            except Exception:  # the claim itself failed: nothing was leased
-                raise asyncio.CancelledError from None
-            if claims:
-                await self.release(claims)
-            raise
+        claiming = self._claim_once(group, consumer, limit, lease_ms)
+        return await claim_cancel_safe(self, claiming, lambda result: result[2])
 
     async def _claim_once(
         self, group: str, consumer: str, limit: int, lease_ms: int

@@ -36,6 +36,7 @@ from eventkit.stores.base import (
     NewEvent,
     StoredEvent,
     TrimResult,
+    claim_cancel_safe,
     now_ms,
 )
 
@@ -406,17 +407,8 @@ class SQLiteEventStore:
     ) -> list[Claim]:
         """Safe to cancel: what the statements in flight leased is released, not left to expire."""
         _check_limit(limit)
-        task = asyncio.ensure_future(self._claim(group, consumer, limit, lease_ms))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            try:
-                claims = await task
-            except Exception:  # the claim itself failed: nothing was leased
-                raise asyncio.CancelledError from None
-            if claims:
-                await self.release(claims)
-            raise
+        claiming = self._claim(group, consumer, limit, lease_ms)
+        return await claim_cancel_safe(self, claiming, lambda claims: claims)
 
     async def _claim(self, group: str, consumer: str, limit: int, lease_ms: int) -> list[Claim]:
         # the probe runs on the reader: an idle poll is a few index seeks and never takes the lock
