@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from eventkit import codec
 from eventkit.config import EventStoreConfig
-from eventkit.consumer import Consumer, HandlerCall, Subscription, adapt_handler, describe
+from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
 from eventkit.errors import BusClosedError, StoreError
 from eventkit.events import BaseEvent, datetime_to_ms
 from eventkit.stores import open_store
@@ -32,7 +32,7 @@ class EventBus:
         self._store = store
         self._initialized = False
         self._closed = False
-        self._subscribers: dict[int, tuple[Any, tuple[str, ...], HandlerCall]] = {}
+        self._subscribers: dict[int, tuple[Any, tuple[str, ...], Handler]] = {}
         self._consumers: dict[str, Consumer] = {}
         self._trim_task: asyncio.Task[None] | None = None
 

@@ -8,7 +8,7 @@ import inspect
 import logging
 import random
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 PREFETCH_YIELDS = 4
 #: how often stop() looks again at a consumer it is waiting for
 STOP_RECHECK_SECONDS = 0.05
-
-HandlerCall = Callable[[BaseEvent, "Delivery | None"], Awaitable[None]]
 
 
 class Delivery:

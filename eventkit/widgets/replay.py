@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from eventkit.bus import EventBus
-from eventkit.consumer import HandlerCall, adapt_handler
+from eventkit.consumer import Handler, adapt_handler
 from eventkit.events import BaseEvent, ms_to_datetime
 from eventkit.stores.base import StoredEvent
 from eventkit.widgets._base import (
@@ -79,7 +79,7 @@ class ReplayPanel(AsyncPanel):
             raise ValueError("ReplayPanel needs at least one handler: handlers={'name': handler}")
         self.handlers = dict(handlers)
         # adapt now, so a handler of the wrong shape fails here and not at the first click
-        self._calls: dict[str, HandlerCall] = {n: adapt_handler(h) for n, h in handlers.items()}
+        self._calls: dict[str, Handler] = {n: adapt_handler(h) for n, h in handlers.items()}
         self.last_dry_run: DryRun | None = None
         self.last_result: ReplayResult | None = None
 
