@@ -33,6 +33,13 @@ class EventMigration:
         raise NotImplementedError(f"{type(self).__name__} must implement migrate(event_data)")
 
 
+def _same_definition(first: type, second: type) -> bool:
+    """A class defined again: by @dataclass(slots=True), which makes a new class (its qualified
+    name is set only after it is registered), or a notebook cell run again. The new one is what
+    the code now uses, so it replaces the old."""
+    return (first.__module__, first.__name__) == (second.__module__, second.__name__)
+
+
 @dataclass
 class EventRegistry:
     """Classes by (event type, version) and migrations by (event type, from_version)."""
@@ -53,7 +60,8 @@ class EventRegistry:
                 "(versions are integers everywhere, e.g. version=2)"
             )
         versions = self.classes.setdefault(event_type, {})
-        if version in versions and not replace_existing:
+        existing = versions.get(version)
+        if existing is not None and not replace_existing and not _same_definition(existing, cls):
             return
         self.derived.clear()
         # the same class registered before at another version (class body default) is forgotten

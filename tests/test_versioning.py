@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 
@@ -116,3 +117,24 @@ def test_register_migration_takes_a_class_or_an_instance() -> None:
         register_migration(Up)
         register_migration(Up())  # re-running a notebook cell replaces, no error
         assert 1 in registry.migrations["t.y"]
+
+
+def test_a_class_defined_again_replaces_its_first_definition() -> None:
+    with isolated_registry() as reg:
+
+        def define(version_note: str) -> type[BaseEvent]:
+            @dataclass(kw_only=True)
+            class Noted(BaseEvent):  # as a notebook cell run twice defines it
+                event_type: ClassVar[str] = "t.noted"
+                note: str = version_note
+
+            return Noted
+
+        first, second = define("first"), define("second")
+        assert reg.current_class("t.noted") is second
+
+        @dataclass(kw_only=True)
+        class Other(BaseEvent):  # another class for a type already taken does not displace it
+            event_type: ClassVar[str] = "t.noted"
+
+        assert reg.current_class("t.noted") is second and first is not second
