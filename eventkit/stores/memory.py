@@ -25,6 +25,7 @@ from eventkit.stores.base import (
 
 #: lease tokens only need to differ within this process: a counter, not a random syscall per lease
 _TOKENS = itertools.count(1)
+_new_tuple = tuple.__new__
 
 EXPIRED_LEASE_ERROR = (
     "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
@@ -214,40 +215,57 @@ class MemoryEventStore:
         state = self._group(group)
         now = now_ms()
         claims: list[Claim] = []
+        # one token per claim: it tells this lease of a position from any earlier or later one
+        token = str(next(_TOKENS))
         # first what is due again: expired leases (their consumer died or hung) and retries
         for delivery in state.pop_due(now, limit):
             if delivery.status is DeliveryStatus.IN_FLIGHT:
                 delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
-            claims.append(self._lease(group, state, delivery, consumer, now, lease_ms))
-        # then the log after the group's cursor
+            claims.append(self._lease(group, state, delivery, consumer, now, lease_ms, token))
+        # then the log after the group's cursor: first deliveries, _lease inlined (one per event)
         log, cursor, types = self._log, state.cursor, state.event_types
         everything = not types or WILDCARD in types
-        deadline, first_new = now + lease_ms, len(claims)
-        while len(claims) < limit and cursor < len(log):
+        deadline, deliveries, in_flight = now + lease_ms, state.deliveries, DeliveryStatus.IN_FLIGHT
+        first = []
+        end, wanted = len(log), limit - len(claims)
+        while wanted and cursor < end:
             stored = log[cursor]
             cursor += 1
-            if everything or stored.event_type in types:  # a first delivery: _lease inlined
-                token = str(next(_TOKENS))
-                state.deliveries[stored.position] = _Delivery(
-                    stored, consumer, 1, DeliveryStatus.IN_FLIGHT, now, deadline, token
+            if everything or stored.event_type in types:
+                position = stored.position
+                deliveries[position] = _Delivery(
+                    stored, consumer, 1, in_flight, now, deadline, token
                 )
-                state.unsettled.add(stored.position)
-                claims.append(Claim(stored, group, consumer, 1, deadline, token))
+                first.append(position)
+                # what Claim(...) makes, without the Python frame of a named tuple's __new__
+                claims.append(
+                    _new_tuple(Claim, (stored, group, consumer, 1, deadline, token, None))
+                )
+                wanted -= 1
         state.cursor = cursor
-        state.delivered += len(claims) - first_new
+        state.unsettled.update(first)
+        state.delivered += len(first)
         # one heap entry for the batch: its leases expire together
-        state.schedule(now + lease_ms + 1, tuple(c.event.position for c in claims))
+        if len(first) < len(claims):  # some were due again, at the head of the batch
+            first[:0] = [c.event.position for c in claims[: len(claims) - len(first)]]
+        state.schedule(deadline + 1, tuple(first))
         return claims
 
     @staticmethod
     def _lease(
-        group: str, state: _Group, delivery: _Delivery, consumer: str, now: int, lease_ms: int
+        group: str,
+        state: _Group,
+        delivery: _Delivery,
+        consumer: str,
+        now: int,
+        lease_ms: int,
+        token: str,
     ) -> Claim:
         delivery.attempts += 1
         delivery.consumer = consumer
         delivery.status = DeliveryStatus.IN_FLIGHT
         delivery.deadline_ms = deadline = now + lease_ms
-        delivery.token = token = str(next(_TOKENS))
+        delivery.token = token
         state.unsettled.add(delivery.event.position)
         state.delivered += 1
         if delivery.attempts > 1:
@@ -273,16 +291,22 @@ class MemoryEventStore:
     async def ack(self, claims: Sequence[Claim]) -> int:
         now = now_ms()
         counted = 0
-        for claim in claims:
-            delivery = self._held(claim, now)
-            if delivery is None:
+        groups, in_flight, acked = self._groups, DeliveryStatus.IN_FLIGHT, DeliveryStatus.ACKED
+        for stored, group, _, _, _, token, _ in claims:  # _held inlined: one per event
+            state = groups.get(group)
+            delivery = None if state is None else state.deliveries.get(stored.position)
+            if (
+                delivery is None
+                or delivery.token != token
+                or delivery.status is not in_flight
+                or delivery.deadline_ms < now
+            ):
                 continue
-            state = self._groups[claim.consumer_group]
-            delivery.status = DeliveryStatus.ACKED
+            delivery.status = acked
             delivery.acked_ms = now
             delivery.token = ""
-            state.unsettled.discard(claim.event.position)
-            state.acked += 1
+            state.unsettled.discard(stored.position)  # type: ignore[union-attr]
+            state.acked += 1  # type: ignore[union-attr]
             counted += 1
         return counted
 
