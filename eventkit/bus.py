@@ -16,7 +16,7 @@ from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, de
 from eventkit.errors import BusClosedError, StoreError
 from eventkit.events import BaseEvent, datetime_to_ms
 from eventkit.stores import open_store
-from eventkit.stores.base import WILDCARD, EventStore, GroupStart, matches, now_ms
+from eventkit.stores.base import WILDCARD, EventStore, GroupStart, NewEvent, matches, now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,12 @@ class EventBus:
 
         Raises (and tells no one) if the store fails: a publish either happened or it did not.
         """
-        return (await self.publish_many([event]))[0]
+        store = self._require_open()
+        encoded = codec.encode(event)
+        await self._append(store, (encoded,))
+        if self._subscribers:
+            await self._notify((event,))
+        return encoded.event_id
 
     async def publish_many(self, events: Iterable[BaseEvent]) -> list[str]:
         """Store a batch in one transaction; ids in input order."""
@@ -132,6 +137,13 @@ class EventBus:
         encoded = [codec.encode(e) for e in batch]
         if not encoded:
             return []
+        await self._append(store, encoded)
+        if self._subscribers:
+            await self._notify(batch)
+        return [e.event_id for e in encoded]
+
+    async def _append(self, store: EventStore, encoded: Sequence[NewEvent]) -> None:
+        """Store a batch, then wake the consumers (publishing's one path to the store)."""
         try:
             await store.append(encoded)
         except StoreError:
@@ -140,9 +152,6 @@ class EventBus:
             raise StoreError(f"publishing {len(encoded)} events failed: {describe(e)}") from e
         for consumer in self._consumers.values():
             consumer.wakeup.set()
-        if self._subscribers:
-            await self._notify(batch)
-        return [e.event_id for e in encoded]
 
     async def _notify(self, events: Sequence[BaseEvent]) -> None:
         for event in events:

@@ -69,6 +69,9 @@ _C_ENCODER = (
 _parse_object: Callable[[str], dict[str, Any]] = msgspec.json.Decoder(dict).decode
 
 
+_new_tuple = tuple.__new__
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text. msgspec writes it unless the value holds a null: msgspec also writes
     NaN and Infinity as null, where json keeps them, so a float is never lost to None. json
@@ -111,13 +114,17 @@ def encode(event: BaseEvent) -> NewEvent:
             f"{event.event_type} event {event.event_id} has a payload that is not JSON ({e}); "
             "use JSON types (str, int, float, bool, None, list, dict) or datetime"
         ) from e
-    return NewEvent(
-        event.event_id,
-        event.event_type,
-        int(event.version),
-        event.source,
-        datetime_to_ms(event.timestamp),
-        data,
+    # what NewEvent(...) makes, without the Python frame of a named tuple's __new__
+    return _new_tuple(
+        NewEvent,
+        (
+            event.event_id,
+            event.event_type,
+            int(event.version),
+            event.source,
+            datetime_to_ms(event.timestamp),
+            data,
+        ),
     )
 
 

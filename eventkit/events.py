@@ -93,7 +93,19 @@ class BaseEvent:
 
     def payload(self) -> dict[str, Any]:
         """The payload fields as a dict (no envelope fields)."""
-        return {name: getattr(self, name) for name in _payload_names(type(self))}
+        names = _PAYLOAD_NAMES.get(type(self)) or _payload_names(type(self))
+        # publishing calls this for every event: the instance dict, when it holds just the
+        # fields in their order (not so with slots, or attributes set besides the fields)
+        values = self.__dict__.copy()
+        if len(values) == len(names) + 3:
+            try:
+                del values["event_id"], values["timestamp"], values["source"]
+            except KeyError:
+                pass
+            else:
+                if tuple(values) == names:
+                    return values
+        return {name: getattr(self, name) for name in names}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: envelope fields, the timestamp as epoch ms, the payload under "data"."""

@@ -200,3 +200,22 @@ def test_stored_text_reads_as_json_loads_reads_it(text: str, expected: Any) -> N
         assert math.isnan(value)
     else:
         assert value == expected and type(value) is type(expected)
+
+
+def test_payload_holds_the_fields_only_however_the_instance_was_changed() -> None:
+    @dataclass(kw_only=True, slots=True)
+    class Slim(BaseEvent):
+        event_type: ClassVar[str] = "t.slim"
+        n: int
+
+    event = create_event(AssetDiscoveredEvent, asset_id="a", file_path="/p", media_type="i")
+    expected = {"asset_id": "a", "file_path": "/p", "media_type": "i", "file_size": 0,
+                "metadata": {}}  # fmt: skip
+    assert event.payload() == expected and list(event.payload()) == list(expected)
+    event.__dict__["note"] = "set by a handler"  # an attribute besides the fields
+    assert event.payload() == expected
+    del event.__dict__["note"]
+    del event.asset_id
+    event.asset_id = "b"  # the instance dict's order changed
+    assert event.payload() == {**expected, "asset_id": "b"}
+    assert Slim(n=4).payload() == {"n": 4}

@@ -138,7 +138,8 @@ class MemoryEventStore:
             existing = by_id.get(new.event_id)
             if existing is None:
                 # StoredEvent is NewEvent between a position and a publish time
-                existing = by_id[new.event_id] = StoredEvent(position, *new, published)
+                existing = _new_tuple(StoredEvent, (position, *new, published))
+                by_id[new.event_id] = existing
                 log.append(existing)
                 position += 1
             positions.append(existing.position)
