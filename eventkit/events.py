@@ -94,17 +94,8 @@ class BaseEvent:
     def payload(self) -> dict[str, Any]:
         """The payload fields as a dict (no envelope fields)."""
         names = _PAYLOAD_NAMES.get(type(self)) or _payload_names(type(self))
-        # publishing calls this for every event: the instance dict, when it holds just the
-        # fields in their order (not so with slots, or attributes set besides the fields)
-        values = self.__dict__.copy()
-        if len(values) == len(names) + 3:
-            try:
-                del values["event_id"], values["timestamp"], values["source"]
-            except KeyError:
-                pass
-            else:
-                if tuple(values) == names:
-                    return values
+        # not self.__dict__.copy(): that would give each event a dict object of its own where
+        # Python keeps plain instances' attributes inline (memory, and garbage collection time)
         return {name: getattr(self, name) for name in names}
 
     def to_dict(self) -> dict[str, Any]:
