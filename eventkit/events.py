@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ E = TypeVar("E", bound="BaseEvent")
 
 def utc_now_ms() -> datetime:
     """Now, in UTC, at the millisecond precision events are stored with."""
-    return to_utc_ms(datetime.now(UTC))
+    return ms_to_datetime(time.time_ns() // 1_000_000)
 
 
 def to_utc_ms(moment: datetime) -> datetime:
@@ -32,14 +33,18 @@ _ONE_MS = timedelta(milliseconds=1)
 
 
 def datetime_to_ms(moment: datetime) -> int:
+    ms = _MILLISECONDS.get(moment)  # events made or read in this process: a lookup
+    if ms is not None:
+        return ms
     if moment.tzinfo is not UTC:  # events keep UTC already: only foreign datetimes pay for this
         moment = to_utc_ms(moment)
     return (moment - _EPOCH) // _ONE_MS
 
 
-#: recent conversions: events published together share their milliseconds, and datetimes are
-#: immutable, so a decoded batch reuses them (emptied when full, so it stays small)
+#: recent conversions, both ways: events published together share their milliseconds, and
+#: datetimes are immutable, so a batch reuses them (emptied when full, so they stay small)
 _DATETIMES: dict[int, datetime] = {}
+_MILLISECONDS: dict[datetime, int] = {}
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -51,7 +56,9 @@ def ms_to_datetime(ms: int) -> datetime:
             raise ValueError(f"{ms} ms since the epoch is out of datetime's range") from None
         if len(_DATETIMES) >= 4096:
             _DATETIMES.clear()
+            _MILLISECONDS.clear()
         _DATETIMES[ms] = moment
+        _MILLISECONDS[moment] = int(ms)
     return moment
 
 

@@ -142,3 +142,16 @@ def test_decoding_follows_classes_registered_after_earlier_decodes() -> None:
 
         assert type(decode(stored)) is Late
     assert type(decode(stored)) is Event  # the class left with the isolated registry
+
+
+def test_milliseconds_convert_both_ways_for_known_and_foreign_datetimes() -> None:
+    from eventkit.events import datetime_to_ms, ms_to_datetime
+
+    ms = 1_700_000_000_123
+    moment = ms_to_datetime(ms)  # remembered both ways
+    assert moment == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+    assert datetime_to_ms(moment) == ms
+    assert datetime_to_ms(moment.astimezone(timezone(timedelta(hours=5)))) == ms
+    assert datetime_to_ms(moment.replace(tzinfo=None)) == ms  # naive is UTC
+    assert datetime_to_ms(moment + timedelta(microseconds=999)) == ms  # cut to the millisecond
+    assert datetime_to_ms(datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)) == -1
