@@ -46,6 +46,13 @@ class _Delivery:
     last_error: str | None = None
 
 
+#: an acked delivery as a plain tuple of plain values: (event_id, event_type, published_ms,
+#: consumer, attempts, first_delivered_ms, acked_ms, last_error). The garbage collector stops
+#: tracking such tuples, where it would walk every delivery object ever acked at each full pass
+#: (a fifth of a consumer's time once a few groups have consumed 100,000 events each)
+_AckedRow = tuple[str, str, int, str, int, int, int, str | None]
+
+
 def _due_ms(delivery: _Delivery) -> int | None:
     """When a delivery may be claimed: after its lease expires, or at its retry time."""
     if delivery.status is DeliveryStatus.IN_FLIGHT:
@@ -61,7 +68,7 @@ class _Group:
     #: index into the log of the next event to look at
     cursor: int
     consumers: set[str] = field(default_factory=set)
-    deliveries: dict[int, _Delivery] = field(default_factory=dict)
+    deliveries: dict[int, _Delivery | _AckedRow] = field(default_factory=dict)
     #: positions in flight or retrying: the group's unsettled work
     unsettled: set[int] = field(default_factory=set)
     #: heap of (due ms, first position, positions) for unsettled deliveries, so claim pops what
@@ -81,7 +88,8 @@ class _Group:
         if self.due_size > 2 * len(self.unsettled) + 4096:
             self.due = []
             for p in self.unsettled:
-                due_ms = _due_ms(self.deliveries[p])
+                delivery = self.deliveries[p]
+                due_ms = None if isinstance(delivery, tuple) else _due_ms(delivery)
                 if due_ms is not None:
                     self.due.append((due_ms, p, (p,)))
             heapq.heapify(self.due)
@@ -101,7 +109,11 @@ class _Group:
                     self.schedule(when, positions[i:])
                     break
                 delivery = self.deliveries.get(position)
-                if delivery is not None and _due_ms(delivery) == when:
+                if (
+                    delivery is not None
+                    and not isinstance(delivery, tuple)  # acked
+                    and _due_ms(delivery) == when
+                ):
                     found.append(delivery)  # else settled, re-leased or trimmed meanwhile
         return found
 
@@ -282,6 +294,7 @@ class MemoryEventStore:
         delivery = None if state is None else state.deliveries.get(claim.event.position)
         if (
             delivery is None
+            or isinstance(delivery, tuple)  # acked
             or delivery.status is not DeliveryStatus.IN_FLIGHT
             or delivery.token != claim.token
             or delivery.deadline_ms < (now_ms() if now is None else now)
@@ -292,22 +305,27 @@ class MemoryEventStore:
     async def ack(self, claims: Sequence[Claim]) -> int:
         now = now_ms()
         counted = 0
-        groups, in_flight, acked = self._groups, DeliveryStatus.IN_FLIGHT, DeliveryStatus.ACKED
+        groups, in_flight = self._groups, DeliveryStatus.IN_FLIGHT
         for stored, group, _, _, _, token, _ in claims:  # _held inlined: one per event
             state = groups.get(group)
-            delivery = None if state is None else state.deliveries.get(stored.position)
+            if state is None:
+                continue
+            position = stored.position
+            delivery = state.deliveries.get(position)
             if (
                 delivery is None
+                or isinstance(delivery, tuple)  # acked already
                 or delivery.token != token
                 or delivery.status is not in_flight
                 or delivery.deadline_ms < now
             ):
                 continue
-            delivery.status = acked
-            delivery.acked_ms = now
-            delivery.token = ""
-            state.unsettled.discard(stored.position)  # type: ignore[union-attr]
-            state.acked += 1  # type: ignore[union-attr]
+            state.deliveries[position] = (
+                stored.event_id, stored.event_type, stored.published_ms, delivery.consumer,
+                delivery.attempts, delivery.first_delivered_ms, now, delivery.last_error,
+            )  # fmt: skip
+            state.unsettled.discard(position)
+            state.acked += 1
             counted += 1
         return counted
 
@@ -426,7 +444,7 @@ class MemoryEventStore:
             del state.dead[letter.event_id]
             position = letter.stored.position
             delivery = state.deliveries.get(position)
-            if delivery is None:  # trimmed from the log meanwhile: the DLQ copy is the source
+            if delivery is None or isinstance(delivery, tuple):  # trimmed (the DLQ has a copy)
                 delivery = _Delivery(
                     letter.stored, letter.consumer_name, 0, DeliveryStatus.RETRYING, now_ms()
                 )
@@ -464,7 +482,7 @@ class MemoryEventStore:
         )
         if limit is not None:
             positions = positions[:limit]
-        return [_record(group, state.deliveries[p]) for p in positions]
+        return [_record(group, p, state.deliveries[p]) for p in positions]
 
     async def stats(self) -> dict[str, Any]:
         groups = {
@@ -540,7 +558,13 @@ def _position(stored: StoredEvent) -> int:
     return stored.position
 
 
-def _record(group: str, delivery: _Delivery) -> DeliveryRecord:
+def _record(group: str, position: int, delivery: _Delivery | _AckedRow) -> DeliveryRecord:
+    if isinstance(delivery, tuple):
+        event_id, event_type, published_ms, consumer, attempts, first_ms, acked_ms, error = delivery
+        return DeliveryRecord(
+            position, event_id, event_type, group, consumer, DeliveryStatus.ACKED, attempts,
+            published_ms, first_ms, acked_ms, error,
+        )  # fmt: skip
     return DeliveryRecord(
         delivery.event.position, delivery.event.event_id, delivery.event.event_type, group,
         delivery.consumer, delivery.status, delivery.attempts, delivery.event.published_ms,
