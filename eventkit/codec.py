@@ -129,15 +129,17 @@ def encode(event: BaseEvent) -> NewEvent:
 
 
 def parse_payload(stored: StoredEvent) -> dict[str, Any]:
-    text = stored.data
     try:
-        data = _parse_object(text)
+        return _parse_object(stored.data)
     except (msgspec.MsgspecError, RecursionError, TypeError):
-        pass  # json.loads decides: it also reads NaN, Infinity and lone surrogates dumps() writes
-    else:
-        return data
+        return _parse_refused(stored)
+
+
+def _parse_refused(stored: StoredEvent) -> dict[str, Any]:
+    """What msgspec refused, read by json.loads: it also reads the NaN, Infinity and lone
+    surrogates json writes, and its error says what is wrong with the rest."""
     try:
-        data = json.loads(text)
+        data = json.loads(stored.data)
     except (TypeError, ValueError, RecursionError) as e:
         raise SerializationError(
             f"stored payload of {stored.event_type} event {stored.event_id} is not valid JSON "
@@ -153,10 +155,10 @@ def parse_payload(stored: StoredEvent) -> dict[str, Any]:
 
 def decode(stored: StoredEvent) -> BaseEvent:
     """A stored event migrated to the current version of its type, as that class (or Event)."""
-    try:  # parse_payload's first step inline: what a store holds nearly always passes it
+    try:  # parse_payload inline: a call less per delivery
         data = _parse_object(stored.data)
     except (msgspec.MsgspecError, RecursionError, TypeError):
-        data = parse_payload(stored)
+        data = _parse_refused(stored)
     plan = versioning.registry.derived.get((stored.event_type, stored.version))
     if plan is None:
         plan = _plan(stored.event_type, stored.version)
@@ -166,6 +168,7 @@ def decode(stored: StoredEvent) -> BaseEvent:
         attributes = template.copy()
         attributes.update(data)
         # nothing unknown was added and nothing is missing: every payload field is there
+        # (the template also holds the three envelope fields, which come from the store)
         if len(attributes) == len(template) and len(data) == len(template) - 3:
             attributes["event_id"], attributes["source"] = event_id, stored.source
             attributes["timestamp"] = ms_to_datetime(stored.timestamp_ms)

@@ -100,10 +100,9 @@ class BaseEvent:
 
     def payload(self) -> dict[str, Any]:
         """The payload fields as a dict (no envelope fields)."""
-        names = _PAYLOAD_NAMES.get(type(self)) or _payload_names(type(self))
         # not self.__dict__.copy(): that would give each event a dict object of its own where
         # Python keeps plain instances' attributes inline (memory, and garbage collection time)
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in _payload_names(type(self))}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: envelope fields, the timestamp as epoch ms, the payload under "data"."""
