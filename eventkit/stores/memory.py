@@ -81,6 +81,11 @@ class _Group:
     acked: int = 0
     retried: int = 0
 
+    @property
+    def takes_every_type(self) -> bool:
+        """No types, or the wildcard: every event is the group's (as matches() reads them)."""
+        return not self.event_types or WILDCARD in self.event_types
+
     def schedule(self, when: int, positions: tuple[int, ...]) -> None:
         """Note that these deliveries may be claimed again from `when` (ms)."""
         if not positions:
@@ -237,7 +242,7 @@ class MemoryEventStore:
             claims.append(self._lease(group, state, delivery, consumer, now, lease_ms, token))
         # then the log after the group's cursor: first deliveries, _lease inlined (one per event)
         log, cursor, types = self._log, state.cursor, state.event_types
-        everything = not types or WILDCARD in types
+        everything = state.takes_every_type
         deadline, deliveries, in_flight = now + lease_ms, state.deliveries, DeliveryStatus.IN_FLIGHT
         first = []
         end, wanted = len(log), limit - len(claims)
@@ -392,15 +397,15 @@ class MemoryEventStore:
 
     def _any_unread(self, state: _Group) -> bool:
         # wait_idle asks this every few ms while a backlog is consumed: stop at the first one
-        types = state.event_types
-        if not types or WILDCARD in types:
+        if state.takes_every_type:
             return state.cursor < len(self._log)
+        types = state.event_types
         return any(e.event_type in types for e in itertools.islice(self._log, state.cursor, None))
 
     def _unread(self, state: _Group) -> int:
-        types = state.event_types
-        if not types or WILDCARD in types:  # as claim() reads them
+        if state.takes_every_type:
             return len(self._log) - state.cursor
+        types = state.event_types
         return sum(
             1 for e in itertools.islice(self._log, state.cursor, None) if e.event_type in types
         )
