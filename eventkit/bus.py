@@ -11,9 +11,10 @@ from types import TracebackType
 from typing import Any, Literal
 
 from eventkit import codec
+from eventkit.checks import check_name, check_number
 from eventkit.config import EventStoreConfig
 from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
-from eventkit.errors import BusClosedError, StoreError
+from eventkit.errors import BusClosedError, ConfigError, StoreError
 from eventkit.events import BaseEvent, datetime_to_ms
 from eventkit.stores import open_store
 from eventkit.stores.base import WILDCARD, EventStore, GroupStart, NewEvent, matches, now_ms
@@ -35,6 +36,8 @@ class EventBus:
         self._subscribers: dict[int, tuple[Any, tuple[str, ...], Handler]] = {}
         self._consumers: dict[str, Consumer] = {}
         self._trim_task: asyncio.Task[None] | None = None
+        #: restarts of consumers since stopped (stats keep counting them)
+        self._retired_restarts = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class EventBus:
         events released), stop the trim task, close the store. Idempotent."""
         if self._closed:
             return
+        check_number("timeout", timeout, maximum=10**7)
         self._closed = True
         consumers = list(self._consumers.values())
         self._consumers.clear()
@@ -98,7 +102,10 @@ class EventBus:
             self._trim_task.cancel()
             await asyncio.wait({self._trim_task})
         if self._store is not None and self._initialized:
-            await self._store.close()
+            try:
+                await self._store.close()
+            except Exception as e:  # closing gives connections back; a dead store has none
+                logger.warning("closing the store failed: %s", describe(e))
         self._initialized = False
 
     def __del__(self) -> None:
@@ -203,15 +210,14 @@ class EventBus:
         """
         store = self._require_open()
         types = _as_types(event_types)
-        _check_positive("batch_size", batch_size, integer=True)
-        _check_positive("lease_seconds", lease_seconds)
-        _check_positive("retry_delay", retry_delay, allow_zero=True)
-        _check_positive("max_retry_delay", max_retry_delay, allow_zero=True)
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        for label, name in (("consumer_group", consumer_group), ("consumer_name", consumer_name)):
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"{label} must be a non-empty string, got {name!r}")
+        check_number("batch_size", batch_size, integer=True, minimum=1, maximum=100_000)
+        check_number("max_retries", max_retries, integer=True, maximum=1_000_000)
+        # a lease of days is a hung handler holding its event: a week is plenty
+        check_number("lease_seconds", lease_seconds, minimum=0.001, maximum=7 * 86_400)
+        check_number("retry_delay", retry_delay, maximum=7 * 86_400)
+        check_number("max_retry_delay", max_retry_delay, maximum=7 * 86_400)
+        check_name("consumer_group", consumer_group)
+        check_name("consumer_name", consumer_name)
         subscription = Subscription(
             types, consumer_group, consumer_name, adapt_handler(handler), batch_size,
             max_retries, lease_seconds, retry_delay, max_retry_delay,
@@ -221,7 +227,9 @@ class EventBus:
         if previous is not None:  # re-subscribing a name replaces it: never two tasks for one name
             await previous.stop(timeout=5.0)
         await store.ensure_group(consumer_group, types, _group_start(start))
-        await store.register_consumer(consumer_group, consumer_name)
+        await store.register_consumer(
+            consumer_group, consumer_name, ttl_ms=2 * subscription.lease_ms
+        )
         assert self._config is not None
         consumer = Consumer(store, subscription, poll_interval=self._config.poll_interval_seconds)
         self._consumers[sub_id] = consumer
@@ -237,6 +245,7 @@ class EventBus:
 
     async def _stop_consumer(self, consumer: Consumer, timeout: float) -> None:
         await consumer.stop(timeout)
+        self._retired_restarts += consumer.restarts
         sub = consumer.subscription
         try:
             await self.store.unregister_consumer(sub.consumer_group, sub.consumer_name)
@@ -245,25 +254,35 @@ class EventBus:
 
     async def wait_idle(self, consumer_group: str | None = None, timeout: float = 30.0) -> bool:
         """Wait until nothing in the group(s) is unread, in flight or awaiting retry (the DLQ does
-        not count). None means the groups this bus consumes. False on timeout."""
+        not count). None means the groups this bus consumes. False on timeout, also when the
+        store cannot be asked meanwhile: returns within timeout + 1 s whatever the store does."""
         store = self._require_open()
+        check_number("timeout", timeout, maximum=10**7)
         groups = (
-            [consumer_group]
+            [check_name("consumer_group", consumer_group)]
             if consumer_group is not None
             else sorted({c.subscription.consumer_group for c in self._consumers.values()})
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if await store.is_idle(groups) and not self._acks_pending(groups):
+            left = deadline - loop.time()
+            try:
+                idle = await asyncio.wait_for(store.is_idle(groups), max(left, 0) + 0.5)
+            except (StoreError, TimeoutError) as e:
+                logger.debug("wait_idle could not ask the store: %s", describe(e))
+                idle = False
+            if idle and not self._acks_pending(groups):
                 return True
             if loop.time() >= deadline:
                 return False
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(min(0.01, max(0.0, deadline - loop.time())))
 
     def _acks_pending(self, groups: Sequence[str]) -> bool:
         return any(
-            c._acks for c in self._consumers.values() if c.subscription.consumer_group in groups
+            c.acks_pending
+            for c in self._consumers.values()
+            if c.subscription.consumer_group in groups
         )
 
     # -- dead-letter queue --------------------------------------------------------------------
@@ -314,8 +333,8 @@ class EventBus:
         in publish order and migrated, outside any group (no acks, no DLQ). Returns how many were
         handled; a handler error stops the replay and propagates."""
         store = self._require_open()
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+        if limit is not None:
+            check_number("limit", limit, integer=True)
         call = adapt_handler(handler)
         handled = 0
         async for stored in iter_stored(
@@ -340,13 +359,15 @@ class EventBus:
         stats["bus"] = {
             "subscribers": len(self._subscribers),
             "persistent_subscriptions": sorted(self._consumers),
+            # consumer tasks of this bus that ended unexpectedly and were started again
+            "consumer_restarts": sum(c.restarts for c in self._consumers.values())
+            + self._retired_restarts,
         }
         return stats
 
     async def trim_old_events(self, max_age_days: float = 30) -> int:
         """Remove events older than max_age_days (by their timestamp) that every group has acked."""
-        if not isinstance(max_age_days, int | float) or max_age_days < 0:
-            raise ValueError(f"max_age_days must be a number >= 0, got {max_age_days!r}")
+        check_number("max_age_days", max_age_days, maximum=10**7)
         result = await self._require_open().trim(before_ms=now_ms() - int(max_age_days * DAY_MS))
         return result.removed
 
@@ -397,8 +418,10 @@ def _as_types(event_types: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(event_types, str):
         event_types = [event_types]
     types = tuple(event_types)
-    if not types or not all(isinstance(t, str) and t for t in types):
-        raise ValueError(f"event_types must be non-empty strings (or '*'), got {event_types!r}")
+    if not types:
+        raise ConfigError("event_types", event_types, "name at least one event type (or '*')")
+    for event_type in types:
+        check_name("event_types", event_type)
     return types
 
 
@@ -407,21 +430,7 @@ def _group_start(start: Literal["earliest", "latest"] | datetime) -> GroupStart:
         return datetime_to_ms(start)
     if start in ("earliest", "latest"):
         return start
-    raise ValueError(f"start must be 'earliest', 'latest' or a datetime, got {start!r}")
-
-
-def _check_positive(
-    name: str, value: object, *, integer: bool = False, allow_zero: bool = False
-) -> None:
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and (value < 0 or (value == 0 and not allow_zero)):  # type: ignore[operator]
-        ok = False
-    if not ok:
-        expected = "an int" if integer else "a number"
-        raise ValueError(
-            f"{name} must be {expected} {'>=' if allow_zero else '>'} 0, got {value!r}"
-        )
+    raise ConfigError("start", start, "use 'earliest', 'latest' or a datetime")
 
 
 EnhancedEventBus = EventBus

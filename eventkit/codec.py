@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from eventkit import versioning
+from eventkit.checks import check_name, check_text, has_lone_surrogate
 from eventkit.errors import MigrationError, SerializationError, UnsupportedVersionError
 from eventkit.events import (
     ENVELOPE_FIELDS,
@@ -78,20 +79,24 @@ def dumps(value: Any) -> str:
     also takes what msgspec refuses (bool and None keys, subclasses of str and int) and names
     what neither can write."""
     try:
-        text = _encode_fast(value)
+        fast = _encode_fast(value)
     except (TypeError, ValueError, RecursionError):
         pass
     else:
-        if b"null" not in text:
-            return text.decode()
+        if b"null" not in fast:
+            return fast.decode()
     if _C_ENCODER is None:
-        return _ENCODER.encode(value)
-    try:
-        return "".join(_C_ENCODER(value, 0))
-    except RecursionError:
-        raise ValueError(
-            "circular reference (or nesting deeper than the recursion limit)"
-        ) from None
+        text = _ENCODER.encode(value)
+    else:
+        try:
+            text = "".join(_C_ENCODER(value, 0))
+        except RecursionError:
+            raise ValueError(
+                "circular reference (or nesting deeper than the recursion limit)"
+            ) from None
+    if has_lone_surrogate(text):  # msgspec refuses these; json would write what no store keeps
+        raise ValueError("it holds a lone surrogate, which is not valid Unicode text")
+    return text
 
 
 def json_safe(value: Any) -> Any:
@@ -114,32 +119,49 @@ def encode(event: BaseEvent) -> NewEvent:
             f"{event.event_type} event {event.event_id} has a payload that is not JSON ({e}); "
             "use JSON types (str, int, float, bool, None, list, dict) or datetime"
         ) from e
+    event_id, event_type, source = event.event_id, event.event_type, event.source
+    if event_type not in _CHECKED_TYPES:
+        _CHECKED_TYPES.add(check_name("event_type", event_type))
+    if type(event_id) is not str or not event_id.isalnum():  # not a uuid hex: check it whole
+        check_name("event_id", event_id)
+    if type(source) is not str or not source.isascii() or "\x00" in source:
+        if not isinstance(source, str):
+            raise SerializationError(f"source must be a string, got {source!r}")
+        check_text(f"source of {event_type} event {event_id}", source)
+    try:
+        timestamp_ms = datetime_to_ms(event.timestamp)
+        version = int(event.version)
+    except (TypeError, ValueError, OverflowError, AttributeError) as e:
+        raise SerializationError(
+            f"{event_type} event {event_id} has a timestamp or version that cannot be stored "
+            f"({e}); use a datetime in years 1-9999 and an int version"
+        ) from e
     # what NewEvent(...) makes, without the Python frame of a named tuple's __new__
-    return _new_tuple(
-        NewEvent,
-        (
-            event.event_id,
-            event.event_type,
-            int(event.version),
-            event.source,
-            datetime_to_ms(event.timestamp),
-            data,
-        ),
-    )
+    return _new_tuple(NewEvent, (event_id, event_type, version, source, timestamp_ms, data))
+
+
+#: event types already checked as names (a class's type is checked at its first publish)
+_CHECKED_TYPES: set[str] = set()
 
 
 def parse_payload(stored: StoredEvent) -> dict[str, Any]:
     try:
         return _parse_object(stored.data)
-    except (msgspec.MsgspecError, RecursionError, TypeError):
+    except (msgspec.MsgspecError, RecursionError, TypeError, ValueError):
         return _parse_refused(stored)
 
 
 def _parse_refused(stored: StoredEvent) -> dict[str, Any]:
     """What msgspec refused, read by json.loads: it also reads the NaN, Infinity and lone
     surrogates json writes, and its error says what is wrong with the rest."""
+    text = stored.data
+    if isinstance(text, str) and has_lone_surrogate(text):
+        raise SerializationError(
+            f"stored payload of {stored.event_type} event {stored.event_id} is not UTF-8 text; "
+            "inspect it with dlq_frame() and discard or fix it"
+        )
     try:
-        data = json.loads(stored.data)
+        data = json.loads(text)
     except (TypeError, ValueError, RecursionError) as e:
         raise SerializationError(
             f"stored payload of {stored.event_type} event {stored.event_id} is not valid JSON "
@@ -154,17 +176,34 @@ def _parse_refused(stored: StoredEvent) -> dict[str, Any]:
 
 
 def decode(stored: StoredEvent) -> BaseEvent:
-    """A stored event migrated to the current version of its type, as that class (or Event)."""
+    """A stored event migrated to the current version of its type, as that class (or Event).
+
+    Whatever is wrong with a stored record (a store holds what outside writers put there too)
+    is a SerializationError, or UnsupportedVersionError/MigrationError: no retry can fix it, so
+    the consumer dead-letters it at once instead of failing on it forever.
+    """
+    try:
+        return _decode(stored)
+    except DECODE_ERRORS:
+        raise
+    except Exception as e:
+        raise SerializationError(
+            f"stored {stored.event_type!r} event {stored.event_id!r} cannot be read "
+            f"({type(e).__name__}: {e}); inspect it with dlq_frame() and discard or fix it"
+        ) from e
+
+
+def _decode(stored: StoredEvent) -> BaseEvent:
     try:  # parse_payload inline: a call less per delivery
         data = _parse_object(stored.data)
-    except (msgspec.MsgspecError, RecursionError, TypeError):
+    except (msgspec.MsgspecError, RecursionError, TypeError, ValueError):
         data = _parse_refused(stored)
     plan = versioning.registry.derived.get((stored.event_type, stored.version))
     if plan is None:
         plan = _plan(stored.event_type, stored.version)
     template, event_id = plan.template, stored.event_id
     # the common case inline: a complete payload of the current version, nothing to convert
-    if template is not None and type(event_id) is str and event_id:
+    if template is not None and type(event_id) is str and event_id and type(stored.source) is str:
         attributes = template.copy()
         attributes.update(data)
         # nothing unknown was added and nothing is missing: every payload field is there
@@ -190,18 +229,38 @@ def decode_lenient(stored: StoredEvent) -> BaseEvent:
     try:
         return decode(stored)
     except DECODE_ERRORS:
-        try:
-            data = parse_payload(stored)
-        except SerializationError:
-            data = {"_raw": stored.data}
-        return Event(
-            event_id=stored.event_id,
-            timestamp=ms_to_datetime(stored.timestamp_ms),
-            source=stored.source,
-            event_type=stored.event_type,
-            version=stored.version,
-            data=data,
-        )
+        pass
+    try:
+        data = parse_payload(stored)
+    except SerializationError:
+        data = {"_raw": _as_text(stored.data)}
+    try:
+        timestamp = ms_to_datetime(stored.timestamp_ms)
+    except (TypeError, ValueError, OverflowError):
+        timestamp = ms_to_datetime(stored.published_ms)  # the store's own clock: always valid
+        data = {**data, "_raw_timestamp_ms": _as_text(stored.timestamp_ms)}
+    version = stored.version
+    event = Event(
+        event_id=_as_text(stored.event_id) or f"position-{stored.position}",
+        timestamp=timestamp,
+        source=_as_text(stored.source),
+        event_type=_as_text(stored.event_type),
+        version=version if type(version) is int else 0,
+        data=data,
+    )
+    return event
+
+
+def _as_text(value: object) -> str:
+    """Stored text as a printable str, whatever an outside writer put there."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if has_lone_surrogate(text):
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -221,6 +280,13 @@ def _plan(event_type: str, version: int) -> _Plan:
     key = (event_type, version)
     plan: _Plan | None = versioning.registry.derived.get(key)
     if plan is None:
+        # once per stored (type, version): what an outside writer may have put in the envelope
+        if type(event_type) is not str or not event_type:
+            raise SerializationError(f"stored event type {event_type!r} is not a name")
+        if type(version) is not int or version < 1:
+            raise SerializationError(
+                f"stored {event_type} event has version {version!r}, not an integer >= 1"
+            )
         current = versioning.registry.current_version(event_type)
         cls = versioning.registry.current_class(event_type)
         migrates = current is not None and version != current

@@ -1,4 +1,13 @@
-"""One persistent subscription: claim -> call handler -> ack | retry with backoff | dead-letter."""
+"""One persistent subscription, supervised: claim -> decode -> handler -> ack | retry | dead-letter.
+
+Nothing a stored record, a handler or the store does ends a consumer (SPEC §7):
+- every delivery gets one Outcome from `decide`, the one place that holds the dead-letter rules;
+- `Consumer._settle` applies it and rides out store failures (WARNING, backoff, again) while the
+  lease holds; past that the lease expires and the event comes back as an attempt, so nothing is
+  lost; acks are flushed in the background the same way;
+- a worker task that ends anyway is logged at ERROR with its traceback, restarted and counted
+  (`restarts`) by its supervisor task, which also keeps the member's heartbeat in the store.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +16,16 @@ import functools
 import inspect
 import logging
 import random
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from types import CoroutineType
+from enum import StrEnum
 from typing import Any
 
 from eventkit import codec
-from eventkit.errors import LeaseLostError
+from eventkit.checks import check_number
+from eventkit.errors import LeaseLostError, SerializationError
 from eventkit.events import BaseEvent, ms_to_datetime
 from eventkit.stores.base import Claim, EventStore, now_ms
 
@@ -27,6 +36,14 @@ logger = logging.getLogger(__name__)
 PREFETCH_YIELDS = 4
 #: how often stop() looks again at a consumer it is waiting for
 STOP_RECHECK_SECONDS = 0.05
+#: a failing store call (claim, settle, ack) is tried again after this pause, doubling to the cap
+STORE_RETRY_FIRST = 0.05
+STORE_RETRY_MAX = 2.0
+#: a worker that ended unexpectedly is restarted after this pause, doubling while it keeps ending
+RESTART_FIRST = 0.1
+RESTART_MAX = 5.0
+#: a worker that ran this long before ending starts the restart pause afresh
+RESTART_RESET_SECONDS = 30.0
 
 
 class Delivery:
@@ -64,8 +81,7 @@ class Delivery:
 
     async def extend_lease(self, seconds: float) -> datetime:
         """Keep the event for `seconds` more from now; LeaseLostError if it was already lost."""
-        if seconds <= 0:
-            raise ValueError(f"extend_lease needs a positive number of seconds, got {seconds!r}")
+        check_number("seconds", seconds, minimum=0, allow_minimum=False)
         extended = await self._store.extend_lease(self._claim, int(seconds * 1000))
         if extended is None:
             raise LeaseLostError(
@@ -147,73 +163,211 @@ class Subscription:
         return max(1, int(self.lease_seconds * 1000))
 
 
-def backoff_seconds(
-    attempt: int, base: float, cap: float, rng: random.Random | None = None
-) -> float:
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     """Delay before the retry that follows failed attempt `attempt`: base*2^(attempt-1), capped,
     with jitter in [50 %, 100 %] so retries of many events spread out."""
-    delay = min(cap, base * 2 ** max(0, attempt - 1))
-    jitter = rng.random() if rng is not None else random.random()
-    return float(delay * (0.5 + 0.5 * jitter))
+    delay = min(cap, base * 2 ** min(max(0, attempt - 1), 64))
+    return float(delay * (0.5 + 0.5 * random.random()))
 
 
 def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """`Type: message` for logs and the DLQ; never raises, whatever the exception's str() does."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "<its str() raised>"
+    return f"{type(error).__name__}: {text}"
 
 
-@dataclass
+def format_traceback(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(error))
+    except Exception:  # a traceback is help, not a reason to fail the delivery's outcome
+        return describe(error)
+
+
+class Verdict(StrEnum):
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What becomes of one delivery."""
+
+    verdict: Verdict
+    error: str = ""
+    traceback: str = ""
+    #: when a retry is due (epoch ms)
+    due_ms: int = 0
+
+
+ACKED = Outcome(Verdict.ACK)
+
+
+def decide(claim: Claim, subscription: Subscription, error: BaseException | str | None) -> Outcome:
+    """Every dead-letter rule, in one place. No error: ack. An error no retry can fix (the stored
+    record cannot be read, its version is not supported): the DLQ now. The last allowed attempt
+    (1 + max_retries) failed, or earlier attempts died with their leases: the DLQ. Otherwise a
+    retry after exponential backoff. `error` may be text (the last error of a lease that expired)."""
+    if error is None:
+        return ACKED
+    if isinstance(error, str):
+        text, trace = error, ""
+    else:
+        text, trace = describe(error), format_traceback(error)
+    if isinstance(error, codec.DECODE_ERRORS) or claim.attempt >= subscription.max_attempts:
+        return Outcome(Verdict.DEAD, text, trace)
+    delay = backoff_seconds(claim.attempt, subscription.retry_delay, subscription.max_retry_delay)
+    return Outcome(Verdict.RETRY, text, trace, now_ms() + int(delay * 1000))
+
+
+class LeaseTimer:
+    """One asyncio.timeout for a whole batch, moved to each handler's lease deadline (a batch shares
+    one, so it rarely moves) and lifted around store calls. A timeout object per event would cost
+    about as much as the rest of a delivery on the memory backend."""
+
+    def __init__(self) -> None:
+        self.scope = asyncio.timeout(None)
+        self._deadline_ms: int | None = None
+
+    def move_to(self, deadline_ms: int | None) -> None:
+        """Expire at this lease deadline (None: no limit, e.g. while the store is called)."""
+        if deadline_ms == self._deadline_ms:
+            return
+        self._deadline_ms = deadline_ms
+        when = None
+        if deadline_ms is not None:
+            when = asyncio.get_running_loop().time() + (deadline_ms - now_ms()) / 1000
+        self.scope.reschedule(when)
+
+    def expired(self) -> bool:
+        return self.scope.expired()
+
+
 class Consumer:
-    """Runs one subscription as a task; stop() lets the handler in flight finish, then releases."""
+    """Runs one subscription until stop(): a worker task under a supervisor task."""
 
-    store: EventStore
-    subscription: Subscription
-    poll_interval: float = 0.1
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task[None] | None = None
-    _stopping: bool = False
-    _handling: bool = False
-    _acks: list[Claim] = field(default_factory=list)
-    _ack_task: asyncio.Task[None] | None = None
-    _next_due_ms: int | None = None
-    _timeout: asyncio.Timeout | None = None
-    _armed_ms: int | None = None
-    _delivery: Delivery | None = None
-    handled: int = 0
-    failed: int = 0
+    def __init__(self, store: EventStore, subscription: Subscription, poll_interval: float = 0.1):
+        self.store = store
+        self.subscription = subscription
+        self.poll_interval = poll_interval
+        #: set by the bus when it published or replayed something this group may want
+        self.wakeup = asyncio.Event()
+        self.handled = 0
+        self.failed = 0
+        #: times the worker ended unexpectedly and was started again
+        self.restarts = 0
+        self._stopping = False
+        self._handling = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._acks: list[Claim] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        self._next_due_ms: int | None = None
+        self._claim_failures = 0
+        self._timer = LeaseTimer()
+        self._delivery: Delivery | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.subscription.consumer_group}:{self.subscription.consumer_name}"
 
     def start(self) -> None:
-        name = f"eventkit-consumer:{self.subscription.consumer_group}:{self.subscription.consumer_name}"
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+        loop = asyncio.get_running_loop()
+        self._supervisor = loop.create_task(
+            self._supervise(), name=f"eventkit-supervisor:{self.name}"
+        )
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._supervisor is not None and not self._supervisor.done()
+
+    @property
+    def acks_pending(self) -> bool:
+        """Handled events whose acks have not reached the store yet."""
+        return bool(self._acks)
 
     async def stop(self, timeout: float) -> None:
         """Finish the handler in flight (up to timeout), then cancel it; its event is released."""
         self._stopping = True
         self.wakeup.set()
-        task = self._task
-        if task is not None and not task.done():
-            deadline = asyncio.get_running_loop().time() + max(0.0, timeout)
-            while not task.done():
+        worker = self._worker
+        if worker is not None and not worker.done():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + max(0.0, timeout)
+            while not worker.done():
                 if self.store.blocking_claims and not self._handling:
                     # waiting for work in a blocking claim: the store releases what a cancelled
                     # claim leased, so there is nothing to finish. Cancelled again while it
                     # runs: Python 3.11's wait_for (inside redis-py) can swallow a cancellation
-                    task.cancel()
-                left = deadline - asyncio.get_running_loop().time()
+                    worker.cancel()
+                left = deadline - loop.time()
                 if left <= 0:
                     break
-                await asyncio.wait({task}, timeout=min(left, STOP_RECHECK_SECONDS))
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
+                await asyncio.wait({worker}, timeout=min(left, STOP_RECHECK_SECONDS))
+            if not worker.done():
+                worker.cancel()
+                await asyncio.wait({worker})
+        if self._supervisor is not None and not self._supervisor.done():
+            self._supervisor.cancel()
+            await asyncio.wait({self._supervisor})
         if self._ack_task is not None:
             await asyncio.wait({self._ack_task})
         await self._flush_acks()
 
-    async def _run(self) -> None:
+    # -- supervision ----------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Keep a worker running while the subscription is active, and the member's heartbeat."""
+        loop = asyncio.get_running_loop()
+        pause = RESTART_FIRST
+        heartbeat = max(0.05, self.subscription.lease_seconds / 2)
+        while not self._stopping:
+            started = loop.time()
+            self._worker = worker = loop.create_task(
+                self._work(), name=f"eventkit-consumer:{self.name}"
+            )
+            try:
+                while not worker.done():
+                    await self._heartbeat(heartbeat)
+                    await asyncio.wait({worker}, timeout=heartbeat)
+            except asyncio.CancelledError:  # stop(), or the program ending (asyncio.run)
+                self._stopping = True
+                worker.cancel()
+                await asyncio.wait({worker})
+                raise
+            if self._stopping:
+                return
+            self.restarts += 1
+            error = None if worker.cancelled() else worker.exception()
+            logger.error(
+                "consumer %s ended unexpectedly (%s); restarting it (restart %d)",
+                self.name, "cancelled" if error is None else describe(error), self.restarts,
+                exc_info=error,
+            )  # fmt: skip
+            if loop.time() - started > RESTART_RESET_SECONDS:
+                pause = RESTART_FIRST
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, RESTART_MAX)
+
+    async def _heartbeat(self, every: float) -> None:
+        """Tell the store this member is alive for two leases (stats count live members)."""
+        sub = self.subscription
+        try:
+            await asyncio.wait_for(
+                self.store.register_consumer(
+                    sub.consumer_group, sub.consumer_name, ttl_ms=2 * sub.lease_ms
+                ),
+                timeout=max(1.0, every),
+            )
+        except (Exception, TimeoutError) as e:  # the worker reports outages; this only waits
+            logger.debug("heartbeat of %s failed: %s", self.name, describe(e))
+
+    # -- the work -----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
         sub = self.subscription
         prefetched: asyncio.Task[list[Claim] | None] | None = None
         try:
@@ -223,8 +377,8 @@ class Consumer:
                     claims, prefetched = await prefetched, None
                 else:
                     claims = await self._claim()
-                if claims is None:  # the store is down: keep the consumer alive, try again
-                    await self._idle(self.poll_interval)
+                if claims is None:  # the store failed: try again after a pause
+                    await self._idle(self._claim_pause())
                     continue
                 if not claims:
                     if not self.store.blocking_claims:
@@ -256,9 +410,10 @@ class Consumer:
                     await self._release(claims)
 
     async def _claim(self) -> list[Claim] | None:
+        """The next batch, or None when the store failed (logged; the caller pauses)."""
         sub = self.subscription
         try:
-            return await self.store.claim(
+            claims = await self.store.claim(
                 sub.consumer_group,
                 sub.consumer_name,
                 limit=sub.batch_size,
@@ -266,8 +421,26 @@ class Consumer:
                 block_ms=int(self.poll_interval * 1000) if self.store.blocking_claims else 0,
             )
         except Exception as e:
-            logger.warning("claim failed in %s: %s; retrying", sub.consumer_group, describe(e))
+            self._claim_failures += 1
+            if self._claim_failures == 1 or self._claim_failures % 20 == 0:
+                logger.warning(
+                    "claim failed in %s (%d in a row): %s; trying again",
+                    sub.consumer_group, self._claim_failures, describe(e),
+                )  # fmt: skip
             return None
+        if self._claim_failures:
+            logger.warning(
+                "claims work again in %s after %d failures",
+                sub.consumer_group,
+                self._claim_failures,
+            )
+            self._claim_failures = 0
+        return claims
+
+    def _claim_pause(self) -> float:
+        return float(
+            min(STORE_RETRY_MAX, self.poll_interval * 2 ** min(self._claim_failures - 1, 8))
+        )
 
     def _idle_seconds(self) -> float:
         if self._next_due_ms is None:
@@ -286,116 +459,139 @@ class Consumer:
         except TimeoutError:
             pass
 
-    async def _handle_batch(self, claims: Sequence[Claim]) -> None:  # noqa: C901 (one hot loop)
-        """Each handler is bounded by its claim's lease through one timeout per batch, re-armed
-        only when the deadline changes (a batch shares one) and disarmed around store calls.
-        The common path (decode, call, queue the ack) is inline: it runs for every event."""
-        sub = self.subscription
-        max_attempts, renew_below = sub.max_attempts, sub.lease_ms // 2
-        target, wants_delivery, decode = (
-            sub.handler.target,
-            sub.handler.wants_delivery,
-            codec.decode,
-        )
-        clock = time.time_ns  # now_ms() inline: the lease check runs for every event
+    async def _handle_batch(self, claims: Sequence[Claim]) -> None:
+        """Deliver a batch in order, each handler bounded by its lease (one LeaseTimer)."""
         index = 0
         while index < len(claims):
-            self._armed_ms = None
-            self._timeout = timeout = asyncio.timeout(None)
+            self._timer = timer = LeaseTimer()
             try:
-                async with timeout:
+                async with timer.scope:
                     while index < len(claims):
                         if self._stopping:
                             await self._release(claims[index:])
                             return
-                        claim = claims[index]
                         index += 1
-                        if claim.attempt > max_attempts or (
-                            claim.lease_deadline_ms - clock() // 1_000_000 < renew_below
-                        ):
-                            ready = await self._prepare(claim)
-                            if ready is None:
-                                continue
-                            claim = ready
-                        try:
-                            event = decode(claim.event)
-                        except codec.DECODE_ERRORS as e:  # no retry can fix this: DLQ at once
-                            self._arm(None)
-                            await self.store.dead_letter(
-                                claim, error=describe(e), traceback=traceback.format_exc()
-                            )
-                            self.failed += 1
-                            continue
-                        if claim.lease_deadline_ms != self._armed_ms:
-                            self._arm(claim.lease_deadline_ms)
-                        delivery = None
-                        try:
-                            # Handler.__call__ inlined: a frame less per event
-                            if wants_delivery:
-                                delivery = Delivery(claim, self.store, self._lease_extended)
-                                self._delivery = delivery
-                                result = target(event, delivery)
-                            else:
-                                result = target(event)
-                            if result is not None and (
-                                type(result) is CoroutineType or inspect.isawaitable(result)
-                            ):
-                                await result
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as e:
-                            self._arm(None)
-                            await self._fail(claim, e)
-                        else:
-                            self.handled += 1
-                            # the latest lease, if the handler extended it; _queue_ack inlined
-                            self._acks.append(claim if delivery is None else delivery.claim)
-                            if self._ack_task is None or self._ack_task.done():
-                                self._start_ack_task()
-                        finally:
-                            self._delivery = None
+                        await self._deliver(claims[index - 1])
             except TimeoutError:
-                if not timeout.expired():
+                if not timer.expired():
                     raise
                 # hung past its lease: the next claim counts it as an attempt
                 logger.warning(
                     "handler for %s in %s ran past its lease; it will be redelivered",
-                    claims[index - 1].event.event_id, sub.consumer_group,
+                    claims[index - 1].event.event_id, self.subscription.consumer_group,
                 )  # fmt: skip
                 self.failed += 1
             except asyncio.CancelledError:
                 await self._release(claims[index - 1 :])
                 raise
 
+    async def _deliver(self, claim: Claim) -> None:
+        """Decode, call the handler, settle: one outcome per delivery, whatever goes wrong."""
+        sub = self.subscription
+        if (
+            claim.attempt > sub.max_attempts
+            or claim.lease_deadline_ms - now_ms() < sub.lease_ms // 2
+        ):
+            ready = await self._prepare(claim)
+            if ready is None:
+                return
+            claim = ready
+        try:
+            event = codec.decode(claim.event)
+        except Exception as e:  # decode names every unreadable record SerializationError
+            error = e if isinstance(e, codec.DECODE_ERRORS) else SerializationError(describe(e))
+            self.failed += 1
+            await self._settle(claim, decide(claim, sub, error))
+            return
+        self._timer.move_to(claim.lease_deadline_ms)
+        handler, delivery = sub.handler, None
+        try:
+            if handler.wants_delivery:
+                self._delivery = delivery = Delivery(claim, self.store, self._lease_extended)
+                result = handler.target(event, delivery)
+            else:
+                result = handler.target(event)
+            if result is not None and inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError as e:
+            if self._stopping or self._timer.expired():
+                raise  # stop() or the lease timer: not the handler's failure
+            _take_back_cancellation()  # the handler raised it, or cancelled its own task
+            failure: BaseException = e
+        except GeneratorExit:
+            raise  # this coroutine is being closed
+        except BaseException as e:  # noqa: B036 (SystemExit, KeyboardInterrupt... from a handler)
+            failure = e
+        else:
+            self.handled += 1
+            self._queue_ack(claim if delivery is None else delivery.claim)  # the latest lease
+            return
+        finally:
+            self._delivery = None
+        self.failed += 1
+        await self._settle(
+            claim if delivery is None else delivery.claim, decide(claim, sub, failure)
+        )
+
     async def _prepare(self, claim: Claim) -> Claim | None:
         """The claim ready to handle, or None: past its last attempt (dead-lettered), or its lease
         ran low while it waited behind slower events of its batch and could not be renewed."""
-        self._arm(None)
         sub = self.subscription
         if claim.attempt > sub.max_attempts:
             # earlier attempts died with their consumer (lease expired): give up as for an error
-            await self.store.dead_letter(
-                claim, error=claim.last_error or "lease expired on every attempt"
-            )
             self.failed += 1
+            error = claim.last_error or "lease expired on every attempt"
+            await self._settle(claim, decide(claim, sub, error))
             return None
-        return await self.store.extend_lease(claim, sub.lease_ms)
-
-    def _arm(self, deadline_ms: int | None) -> None:
-        """Point the batch's timeout at a lease deadline (None: no limit, for store calls)."""
-        if deadline_ms == self._armed_ms or self._timeout is None:
-            return
-        self._armed_ms = deadline_ms
-        when = None
-        if deadline_ms is not None:
-            when = asyncio.get_running_loop().time() + (deadline_ms - now_ms()) / 1000
-        self._timeout.reschedule(when)
+        self._timer.move_to(None)
+        try:
+            return await self.store.extend_lease(claim, sub.lease_ms)
+        except Exception as e:
+            logger.warning(
+                "could not renew the lease on %s in %s: %s", claim.event.event_id,
+                sub.consumer_group, describe(e),
+            )  # fmt: skip
+            return claim if claim.lease_deadline_ms > now_ms() else None
 
     def _lease_extended(self, delivery: Delivery, deadline_ms: int) -> None:
         # only while its handler runs: a task that outlives the handler must not move the limit
         # of whichever event the consumer handles by then
         if delivery is self._delivery:
-            self._arm(deadline_ms)
+            self._timer.move_to(deadline_ms)
+
+    # -- settling -----------------------------------------------------------------------------
+
+    async def _settle(self, claim: Claim, outcome: Outcome) -> None:
+        """Apply a retry or dead-letter outcome. A failing store is tried again with backoff while
+        the lease holds; past it the lease expires and the event comes back as an attempt."""
+        self._timer.move_to(None)
+        sub, pause = self.subscription, STORE_RETRY_FIRST
+        while True:
+            try:
+                if outcome.verdict is Verdict.DEAD:
+                    await self.store.dead_letter(
+                        claim, error=outcome.error, traceback=outcome.traceback
+                    )
+                elif await self.store.retry_later(
+                    claim, due_ms=outcome.due_ms, error=outcome.error
+                ):
+                    self._note_due(outcome.due_ms)
+                return
+            except Exception as e:
+                give_up = self._stopping or now_ms() + pause * 1000 >= claim.lease_deadline_ms
+                logger.warning(
+                    "%s of %s in %s failed: %s; %s", outcome.verdict.value, claim.event.event_id,
+                    sub.consumer_group, describe(e),
+                    "its lease will expire and it comes back as an attempt" if give_up
+                    else f"trying again in {pause:.2f} s",
+                )  # fmt: skip
+                if give_up:
+                    return
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, STORE_RETRY_MAX)
+
+    def _note_due(self, due_ms: int) -> None:
+        self._next_due_ms = due_ms if self._next_due_ms is None else min(self._next_due_ms, due_ms)
 
     async def _release(self, claims: Sequence[Claim]) -> None:
         try:
@@ -403,27 +599,42 @@ class Consumer:
         except Exception as e:  # the leases will expire and the events come back anyway
             logger.warning("could not release %d claims: %s", len(claims), describe(e))
 
-    async def _fail(self, claim: Claim, error: BaseException) -> None:
-        sub = self.subscription
-        self.failed += 1
-        text = describe(error)
-        trace = "".join(traceback.format_exception(error))
-        if claim.attempt >= sub.max_attempts:
-            await self.store.dead_letter(claim, error=text, traceback=trace)
-            return
-        delay = backoff_seconds(claim.attempt, sub.retry_delay, sub.max_retry_delay)
-        due = now_ms() + int(delay * 1000)
-        if await self.store.retry_later(claim, due_ms=due, error=text):
-            self._next_due_ms = due if self._next_due_ms is None else min(self._next_due_ms, due)
-
-    def _start_ack_task(self) -> None:
-        # acks are flushed as soon as they come, together when they come faster than one write
-        self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
+    def _queue_ack(self, claim: Claim) -> None:
+        self._acks.append(claim)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
 
     async def _flush_acks(self) -> None:
+        """Ack as soon as handlers finish, together when they finish faster than one write. A
+        failing store is tried again while the leases hold (after that acks no longer count)."""
+        pause = STORE_RETRY_FIRST
         while self._acks:
             batch, self._acks = self._acks, []
             try:
                 await self.store.ack(batch)
-            except Exception as e:  # unacked events come back when their leases expire
-                logger.warning("ack of %d events failed: %s", len(batch), describe(e))
+                pause = STORE_RETRY_FIRST
+                continue
+            except Exception as e:
+                horizon = now_ms() + int(pause * 1000)
+                alive = (
+                    [] if self._stopping else [c for c in batch if c.lease_deadline_ms > horizon]
+                )
+                logger.warning(
+                    "ack of %d events in %s failed: %s; %s", len(batch),
+                    self.subscription.consumer_group, describe(e),
+                    f"trying again in {pause:.2f} s" if alive
+                    else "they come back when their leases expire",
+                )  # fmt: skip
+                self._acks[:0] = alive
+                if not alive:
+                    continue
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, STORE_RETRY_MAX)
+
+
+def _take_back_cancellation() -> None:
+    """Undo cancel() requests on this task that were not the consumer's (a handler cancelling
+    its own task): they failed one attempt, they must not end the consumer."""
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()

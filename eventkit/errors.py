@@ -47,7 +47,15 @@ class StoreError(EventKitError):
 
 
 class StoreUnavailableError(StoreError):
-    """The event store cannot be reached (Redis down, SQLite file not writable)."""
+    """The event store cannot be reached (Redis down, SQLite file not writable or locked)."""
+
+
+class GroupNotFoundError(StoreError):
+    """A consumer group was named that the store does not hold."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        super().__init__(f"consumer group {group!r} does not exist: subscribe to create it")
 
 
 class LeaseLostError(EventKitError):
@@ -62,6 +70,7 @@ __all__ = [
     "BusClosedError",
     "ConfigError",
     "EventKitError",
+    "GroupNotFoundError",
     "LeaseLostError",
     "MigrationError",
     "SerializationError",

@@ -132,7 +132,7 @@ async def test_a_file_of_schema_1_is_upgraded_and_its_groups_go_on(tmp_path: Pat
     finally:
         await store.close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
     raw.close()
 
 

@@ -8,8 +8,10 @@ epoch milliseconds in one clock domain (``now_ms``), never local time or text.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,6 +26,8 @@ from typing import (
     runtime_checkable,
 )
 
+from eventkit.checks import check_number
+from eventkit.errors import EventKitError, StoreError
 from eventkit.events import ms_to_datetime
 
 if TYPE_CHECKING:
@@ -232,8 +236,9 @@ class EventStore(Protocol):
     async def groups(self) -> list[str]:
         """Names of all groups, sorted."""
 
-    async def register_consumer(self, group: str, consumer: str) -> None:
-        """Record a live member of the group (counted in stats)."""
+    async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
+        """Record a member of the group as live for ttl_ms from now (stats count live members);
+        called again as a heartbeat. GroupNotFoundError for a group the store does not hold."""
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
         """Forget a member; its unsettled claims stay leased until they expire or are released."""
@@ -346,3 +351,52 @@ async def _through_cancellations(task: asyncio.Future[R]) -> R | None:
         except Exception:
             break
     return None if task.cancelled() or task.exception() is not None else task.result()
+
+
+def check_limit(limit: int | None, label: str = "limit") -> None:
+    """A limit of rows: None (no limit) or a whole number >= 0, never a negative that SQL would
+    read as no limit."""
+    if limit is not None:
+        check_number(label, limit, integer=True)
+
+
+StoreT = TypeVar("StoreT", bound=type)
+
+
+def error_boundary(
+    translate: Callable[[Any, Exception], StoreError],
+) -> Callable[[StoreT], StoreT]:
+    """Class decorator: the backend's protocol methods let no driver exception out. eventkit's
+    own errors and argument TypeErrors pass; anything else becomes what `translate(store, error)`
+    makes of it (StoreUnavailableError when the store cannot be reached, else StoreError),
+    chained to the original. One boundary per backend, so callers catch eventkit errors only."""
+
+    def decorate(cls: StoreT) -> StoreT:
+        for name, member in list(vars(cls).items()):
+            if name in _PROTOCOL_METHODS and inspect.iscoroutinefunction(member):
+                setattr(cls, name, _guarded(member, translate))
+        return cls
+
+    return decorate
+
+
+def _guarded(
+    method: Callable[..., Awaitable[R]], translate: Callable[[Any, Exception], StoreError]
+) -> Callable[..., Coroutine[Any, Any, R]]:
+    @functools.wraps(method)
+    async def guarded(self: Any, *args: Any, **kwargs: Any) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except (EventKitError, TypeError):
+            raise
+        except Exception as e:
+            raise translate(self, e) from e
+
+    return guarded
+
+
+_PROTOCOL_METHODS = frozenset(
+    name
+    for name, member in vars(EventStore).items()
+    if not name.startswith("_") and inspect.iscoroutinefunction(member)
+)

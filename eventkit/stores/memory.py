@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventkit.errors import GroupNotFoundError
 from eventkit.stores.base import (
     WILDCARD,
     Claim,
@@ -19,6 +20,7 @@ from eventkit.stores.base import (
     NewEvent,
     StoredEvent,
     TrimResult,
+    check_limit,
     matches,
     now_ms,
 )
@@ -67,7 +69,8 @@ class _Group:
     event_types: set[str]
     #: index into the log of the next event to look at
     cursor: int
-    consumers: set[str] = field(default_factory=set)
+    #: member name -> until when it counts as live (epoch ms), renewed by its heartbeat
+    consumers: dict[str, int] = field(default_factory=dict)
     deliveries: dict[int, _Delivery | _AckedRow] = field(default_factory=dict)
     #: positions in flight or retrying: the group's unsettled work
     unsettled: set[int] = field(default_factory=set)
@@ -173,7 +176,7 @@ class MemoryEventStore:
         after_position: int | None = None,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        _check_limit(limit)
+        check_limit(limit)
         start = (
             0
             if after_position is None
@@ -220,16 +223,16 @@ class MemoryEventStore:
     async def groups(self) -> list[str]:
         return sorted(self._groups)
 
-    async def register_consumer(self, group: str, consumer: str) -> None:
-        self._group(group).consumers.add(consumer)
+    async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
+        self._group(group).consumers[consumer] = now_ms() + ttl_ms
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
-        self._group(group).consumers.discard(consumer)
+        self._group(group).consumers.pop(consumer, None)
 
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
-        _check_limit(limit)
+        check_limit(limit)
         state = self._group(group)
         now = now_ms()
         claims: list[Claim] = []
@@ -478,7 +481,7 @@ class MemoryEventStore:
     async def deliveries(
         self, group: str, *, after_position: int | None = None, limit: int | None = None
     ) -> list[DeliveryRecord]:
-        _check_limit(limit)
+        check_limit(limit)
         state = self._groups.get(group)
         if state is None:
             return []
@@ -490,6 +493,7 @@ class MemoryEventStore:
         return [_record(group, p, state.deliveries[p]) for p in positions]
 
     async def stats(self) -> dict[str, Any]:
+        now = now_ms()
         groups = {
             name: {
                 "lag": self._unread(state),
@@ -498,7 +502,7 @@ class MemoryEventStore:
                 "delivered": state.delivered,
                 "acked": state.acked,
                 "retried": state.retried,
-                "consumers": len(state.consumers),
+                "consumers": sum(1 for until in state.consumers.values() if until > now),
             }
             for name, state in sorted(self._groups.items())
         }
@@ -516,7 +520,7 @@ class MemoryEventStore:
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None
     ) -> TrimResult:
-        _check_limit(max_events)
+        check_limit(max_events)
         doomed: set[int] = set()
         if before_ms is not None:
             doomed.update(e.position for e in self._log if e.timestamp_ms < before_ms)
@@ -555,7 +559,7 @@ class MemoryEventStore:
     def _group(self, group: str) -> _Group:
         state = self._groups.get(group)
         if state is None:
-            raise KeyError(f"consumer group {group!r} does not exist: subscribe to create it")
+            raise GroupNotFoundError(group)
         return state
 
 
@@ -576,7 +580,3 @@ def _record(group: str, position: int, delivery: _Delivery | _AckedRow) -> Deliv
         delivery.first_delivered_ms, delivery.acked_ms, delivery.last_error,
     )  # fmt: skip
 
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")

@@ -19,10 +19,16 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
-from eventkit.config import redact_url
-from eventkit.errors import StoreUnavailableError
+from eventkit.config import redact_url, scrub
+from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.stores.base import (
     Claim,
     DeadLetter,
@@ -32,7 +38,9 @@ from eventkit.stores.base import (
     NewEvent,
     StoredEvent,
     TrimResult,
+    check_limit,
     claim_cancel_safe,
+    error_boundary,
     matches,
     now_ms,
 )
@@ -71,7 +79,7 @@ class _Keys:
 class _GroupKeys:
     def __init__(self, base: str) -> None:
         self.types = f"{base}:types"  # set: the union of subscribed event types
-        self.consumers = f"{base}:consumers"  # set of live consumer names
+        self.members = f"{base}:members"  # zset consumer name -> live until (ms, heartbeat)
         self.due = f"{base}:due"  # zset entry id -> lease deadline | retry due (server ms)
         self.records = f"{base}:records"  # hash entry id -> JSON delivery record
         self.dlq = f"{base}:dlq"  # hash event_id -> JSON: a copy of the event + failure
@@ -107,6 +115,15 @@ local function held(records, due, id, token, now)
   local deadline = tonumber(redis.call('ZSCORE', due, id))
   if deadline == nil or deadline < now then return nil end
   return r
+end
+-- an entry's field, by position when it has the layout append writes, else by name (an entry
+-- written by another program may lack fields or order them otherwise): nil when missing
+local FIELD_AT = {event_id = 2, event_type = 4, version = 6, source = 8, timestamp_ms = 10, data = 12}
+local function field(f, name)
+  local at = FIELD_AT[name]
+  if f[at - 1] == name then return f[at] end
+  for i = 1, #f - 1, 2 do if f[i] == name then return f[i + 1] end end
+  return nil
 end
 local function chunked(list, fn)
   for i = 1, #list, 1000 do fn(unpack(list, i, math.min(i + 999, #list))) end
@@ -166,7 +183,8 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
       local page = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', 500)
       if #page == 0 then break end
       for _, e in ipairs(page) do
-        if tonumber(e[2][10]) >= ts then start = prev break end
+        local t = tonumber(field(e[2], 'timestamp_ms'))
+        if t and t >= ts then start = prev break end
         prev = e[1]
       end
       cursor = '(' .. page[#page][1]
@@ -224,11 +242,14 @@ while #out < limit do
   local skipped = {}
   for _, e in ipairs(res[1][2]) do
     local f = e[2]
-    if all or types[f[4]] then
-      local qt = quoted_type[f[4]]
-      if not qt then qt = cjson.encode(f[4]) quoted_type[f[4]] = qt end
+    local etype = field(f, 'event_type') or ''
+    if all or types[etype] then
+      local qt = quoted_type[etype]
+      if not qt then qt = cjson.encode(etype) quoted_type[etype] = qt end
       local n = #records
-      records[n + 1], records[n + 2] = e[1], head .. cjson.encode(f[2]) .. ',"event_type":' .. qt
+      -- an entry without an event_id (written by hand) is known by its entry id
+      local eid = field(f, 'event_id') or e[1]
+      records[n + 1], records[n + 2] = e[1], head .. cjson.encode(eid) .. ',"event_type":' .. qt
         .. ',"last_error":null}'
       deadlines[n + 1], deadlines[n + 2] = expiry, e[1]
       out[#out + 1] = {e[1], 1, false, f}
@@ -323,8 +344,9 @@ for i = 1, #ARGV do
     redis.call('HDEL', KEYS[4], ARGV[i])
     local d = cjson.decode(raw)
     local old = redis.call('HGET', KEYS[2], d.id)
-    local r = old and cjson.decode(old) or {event_id = ARGV[i], event_type = d.fields[4],
+    local r = old and cjson.decode(old) or {event_id = ARGV[i],
       consumer = d.consumer, first_ms = now, acked_ms = cjson.null, last_error = cjson.null}
+    if not old then r.event_type = field(d.fields, 'event_type') or '' end
     r.status, r.attempts, r.token = 'retrying', 0, ''
     if not redis.call('XRANGE', KEYS[1], d.id, d.id)[1] then r.copy = d.fields end
     save(KEYS[2], d.id, r)
@@ -348,7 +370,7 @@ while true do
   size = math.min(size * 4, 1000)
   if #page == 0 then return n end
   for _, e in ipairs(page) do
-    if all or types[e[2][4]] then
+    if all or types[field(e[2], 'event_type') or ''] then
       n = n + 1
       if first then return n end
     end
@@ -384,9 +406,10 @@ while before or index < head do
   for _, e in ipairs(page) do
     index = index + 1
     local f = e[2]
-    local doomed = index <= head or (before ~= nil and tonumber(f[10]) < before)
-    if doomed and not unacked(e[1], f[4]) then
-      ids[#ids + 1], event_ids[#event_ids + 1] = e[1], f[2]
+    local t = tonumber(field(f, 'timestamp_ms'))
+    local doomed = index <= head or (before ~= nil and t ~= nil and t < before)
+    if doomed and not unacked(e[1], field(f, 'event_type') or '') then
+      ids[#ids + 1], event_ids[#event_ids + 1] = e[1], field(f, 'event_id') or e[1]
       if not first_kept then prefix = prefix + 1 end
     else
       if doomed then kept = kept + 1 end
@@ -409,6 +432,15 @@ return {#ids, kept}
 """
 
 
+def _translate(store: RedisEventStore, error: Exception) -> StoreError:
+    """The one error boundary of this store (see error_boundary); never shows the password."""
+    if isinstance(error, ConnectionError | TimeoutError | BusyLoadingError | OSError):
+        return StoreUnavailableError(store._unavailable(error))
+    detail = scrub(f"{type(error).__name__}: {error}", store._url)
+    return StoreError(f"Redis store {redact_url(store._url)} failed ({detail})")
+
+
+@error_boundary(_translate)
 class RedisEventStore:
     """Redis Streams behind the store protocol; many processes on many hosts share one namespace."""
 
@@ -464,23 +496,17 @@ class RedisEventStore:
             self._url, decode_responses=True, protocol=2, retry=retry,
             retry_on_error=[ConnectionError, TimeoutError], socket_connect_timeout=5,
             socket_timeout=MAX_BLOCK_MS / 1000 + 10, max_connections=connections,
+            # text that is not UTF-8 (another program's) must not fail a whole reply: it comes
+            # through as lone surrogates, and codec sends that record to the DLQ
+            encoding_errors="surrogateescape",
         )  # fmt: skip
         return aioredis.Redis.from_pool(pool)
 
     def _unavailable(self, error: BaseException) -> str:
-        detail = f"{type(error).__name__}: {error}"
-        password = self._password()
-        if password:
-            detail = detail.replace(password, "***")
+        detail = scrub(f"{type(error).__name__}: {error}", self._url)
         return (
             f"Redis at {redact_url(self._url)} is unavailable ({detail}); is redis-server running?"
         )
-
-    def _password(self) -> str | None:
-        from urllib.parse import unquote, urlsplit
-
-        raw = urlsplit(self._url).password
-        return unquote(raw) if raw else None
 
     async def close(self) -> None:
         clients, self._client, self._waiter = (self._client, self._waiter), None, None
@@ -516,7 +542,7 @@ class RedisEventStore:
         after_position: int | None = None,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        _check_limit(limit)
+        check_limit(limit)
         found: list[StoredEvent] = []
         cursor = "-" if after_position is None else "(" + _entry_id(after_position)
         while limit is None or len(found) < limit:
@@ -524,7 +550,7 @@ class RedisEventStore:
                 Any, await self._redis.xrange(self._keys.events, cursor, "+", count=1000)
             )
             for entry_id, fields in page:
-                stored = _stored(entry_id, list(fields.values()))
+                stored = _stored(entry_id, fields)
                 if (
                     matches(stored.event_type, event_types)
                     and (start_ms is None or stored.timestamp_ms >= start_ms)
@@ -547,7 +573,7 @@ class RedisEventStore:
         pipe = self._redis.pipeline(transaction=False)
         for entry_id in filter(None, entry_ids):
             pipe.xrange(self._keys.events, entry_id, entry_id)
-        found = [_stored(e[0][0], list(e[0][1].values())) for e in await pipe.execute() if e]
+        found = [_stored(e[0][0], e[0][1]) for e in await pipe.execute() if e]
         return sorted(found, key=lambda e: e.position)
 
     # -- consumer groups ----------------------------------------------------------------------
@@ -566,18 +592,22 @@ class RedisEventStore:
     async def groups(self) -> list[str]:
         return sorted(cast(set[str], await self._redis.smembers(self._keys.groups)))
 
-    async def register_consumer(self, group: str, consumer: str) -> None:
+    async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
         if not await self._redis.sismember(self._keys.groups, group):
-            raise KeyError(f"consumer group {group!r} does not exist: subscribe to create it")
-        await self._redis.sadd(self._keys.group(group).consumers, consumer)
+            raise GroupNotFoundError(group)
+        members = self._keys.group(group).members
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(members, {consumer: now_ms() + ttl_ms})
+        pipe.zremrangebyscore(members, "-inf", now_ms())  # members that stopped beating
+        await pipe.execute()
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
-        await self._redis.srem(self._keys.group(group).consumers, consumer)
+        await self._redis.zrem(self._keys.group(group).members, consumer)
 
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
-        _check_limit(limit)
+        check_limit(limit)
         if limit == 0:
             return []
         last_id, next_due_ms, claims = await self._claim_settled(group, consumer, limit, lease_ms)
@@ -609,9 +639,7 @@ class RedisEventStore:
             last_id, next_due_ms, token, rows = await self._run(self._claim, keys, args)
         except ResponseError as e:
             if not str(e).startswith("NOGROUP") or group not in self._known:
-                raise KeyError(
-                    f"consumer group {group!r} does not exist: subscribe to create it"
-                ) from e
+                raise GroupNotFoundError(group) from e
             logger.warning(
                 "group %r vanished (Redis restarted without its data); recreating", group
             )
@@ -733,7 +761,7 @@ class RedisEventStore:
     async def deliveries(
         self, group: str, *, after_position: int | None = None, limit: int | None = None
     ) -> list[DeliveryRecord]:
-        _check_limit(limit)
+        check_limit(limit)
         raw: dict[str, str] = cast(Any, await self._redis.hgetall(self._keys.group(group).records))
         records = [_record(group, entry_id, json.loads(text)) for entry_id, text in raw.items()]
         records = [r for r in records if after_position is None or r.position > after_position]
@@ -751,7 +779,7 @@ class RedisEventStore:
             pipe.zcard(g.due)
             pipe.hlen(g.dlq)
             pipe.hmget(g.counters, "delivered", "acked", "retried")
-            pipe.scard(g.consumers)
+            pipe.zcount(g.members, f"({now_ms()}", "+inf")
         total, kept, *rest = await pipe.execute()
         groups: dict[str, dict[str, int]] = {}
         for i, name in enumerate(names):
@@ -773,7 +801,7 @@ class RedisEventStore:
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None
     ) -> TrimResult:
-        _check_limit(max_events)
+        check_limit(max_events)
         names = await self.groups()
         keys = [self._keys.events, self._keys.ids, self._keys.meta]
         for name in names:
@@ -801,14 +829,34 @@ def _entry_id(position: int) -> str:
     return f"{position >> SEQ_BITS}-{position & ((1 << SEQ_BITS) - 1)}"
 
 
-def _stored(entry_id: str, f: Sequence[str]) -> StoredEvent:
-    """A stream entry (its values in _FIELDS order, or the flat [name, value, ...] list) as stored."""
-    if len(f) == 12:
-        f = f[1::2]
+def _stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEvent:
+    """A stream entry (the flat [name, value, ...] list of a script, or XRANGE's dict) as stored.
+
+    Never fails: an entry another program wrote may lack fields or hold text where a number
+    belongs; such values are kept as they are (None when missing) and codec.decode refuses the
+    event with a SerializationError, so it goes to the DLQ instead of failing every claim.
+    """
+    if isinstance(fields, dict):
+        f = fields
+    elif len(fields) == 12 and fields[0] == "event_id" and fields[10] == "data":  # as appended
+        f = dict(zip(_FIELDS, fields[1::2], strict=True))
+    else:
+        f = dict(zip(fields[::2], fields[1::2], strict=False))
     ms, _, seq = entry_id.partition("-")
-    return StoredEvent(
-        (int(ms) << SEQ_BITS) | int(seq), f[0], f[1], int(f[2]), f[3], int(f[4]), f[5], int(ms)
-    )
+    values: Any = (
+        (int(ms) << SEQ_BITS) | int(seq), f.get("event_id") or entry_id, f.get("event_type"),
+        _number(f.get("version")), f.get("source"), _number(f.get("timestamp_ms")), f.get("data"),
+        int(ms),
+    )  # fmt: skip
+    return StoredEvent(*values)
+
+
+def _number(text: str | None) -> int | str | None:
+    """An integer field as int, or as it was stored when it is not one (codec says why)."""
+    try:
+        return int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return text
 
 
 def _dead_letter(group: str, d: dict[str, Any]) -> DeadLetter:
@@ -825,7 +873,3 @@ def _record(group: str, entry_id: str, r: dict[str, Any]) -> DeliveryRecord:
         int(r["first_ms"]), None if r["acked_ms"] is None else int(r["acked_ms"]), r["last_error"],
     )  # fmt: skip
 
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
