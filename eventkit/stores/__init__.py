@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from eventkit.config import EventStoreConfig
+from eventkit.config import DEFAULT_PATH, EventStoreConfig
 from eventkit.errors import ConfigError
 from eventkit.stores.base import (
     Claim,
@@ -23,13 +24,21 @@ if TYPE_CHECKING:
     from eventkit.stores.sqlite import SQLiteEventStore
 
 
-def open_store(config: EventStoreConfig) -> EventStore:
-    """Build (not yet open) the store a config names."""
+def open_store(config: EventStoreConfig, *, read_only: bool = False) -> EventStore:
+    """Build (not yet open) the store a config names.
+
+    read_only: the store will only be read (the CLI's stats, export and DLQ listing), so opening
+    it creates, migrates or changes no file or folder: a SQLite file is opened read-only and must
+    already be an eventkit store. Redis and memory stores write only when asked to.
+    """
     if config.backend == "memory":
         return MemoryEventStore()
     if config.backend == "sqlite":
         from eventkit.stores.sqlite import SQLiteEventStore
 
+        if read_only:  # not resolved_path: that creates the folder
+            path = Path(config.path if config.path is not None else DEFAULT_PATH).expanduser()
+            return SQLiteEventStore(path, busy_timeout_ms=config.busy_timeout_ms, read_only=True)
         return SQLiteEventStore(config.resolved_path, busy_timeout_ms=config.busy_timeout_ms)
     if config.backend == "redis":
         try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiosqlite
 
-from eventkit.errors import StoreError, StoreUnavailableError
+from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.stores.base import (
     WILDCARD,
     Claim,
@@ -36,7 +36,9 @@ from eventkit.stores.base import (
     NewEvent,
     StoredEvent,
     TrimResult,
+    check_limit,
     claim_cancel_safe,
+    error_boundary,
     now_ms,
 )
 
@@ -105,6 +107,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             UPDATE {GROUPS} SET cursor = MAX(cursor, NEW.position), delivered = delivered + 1
             WHERE name = NEW.group_name; END""",
     ]),
+    # members live until expires_ms, renewed by their heartbeat (NULL: an old row, not counted)
+    (3, [f"ALTER TABLE {CONSUMERS} ADD COLUMN expires_ms INTEGER"]),
 ]  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -190,6 +194,18 @@ def _unread_sql(type_count: int) -> str:
     )
 
 
+def _translate(store: SQLiteEventStore, error: Exception) -> StoreError:
+    """The one error boundary of this store (see error_boundary)."""
+    if isinstance(error, sqlite3.Error):
+        return store._error(error)
+    if isinstance(error, ValueError) and ("closed" in str(error) or "no active" in str(error)):
+        return StoreError(f"{store!r} is closed: open the bus (or store) again before using it")
+    if isinstance(error, OSError):
+        return StoreUnavailableError(f"SQLite store {store.path} cannot be used ({error})")
+    return StoreError(f"SQLite store {store.path} failed: {type(error).__name__}: {error}")
+
+
+@error_boundary(_translate)
 class SQLiteEventStore:
     """The store protocol on a SQLite file: durable, shared by every process that opens the path."""
 
@@ -197,12 +213,19 @@ class SQLiteEventStore:
     blocking_claims = False
     prefetch_claims = True
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 5000, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        #: only read (stats, export, DLQ listing): open() then creates, migrates or changes no
+        #: file, and refuses a path that is not an eventkit store already
+        self.read_only = read_only
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        #: the file's schema step once open (read-only stores may be older than SCHEMA_VERSION)
+        self._schema = SCHEMA_VERSION
 
     def __repr__(self) -> str:
         return f"SQLiteEventStore({str(self.path)!r})"
@@ -210,13 +233,16 @@ class SQLiteEventStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
+        if self.read_only:  # one connection serves both roles; any write fails as read-only
+            self._writer = self._reader = await self._open_read_only()
+            return
         if not self.path.parent.is_dir():  # say so before aiosqlite starts a thread for nothing
             raise StoreUnavailableError(f"SQLite store {self.path} is not writable: its directory "
                                         f"{self.path.parent} does not exist or is not a directory")  # fmt: skip
         opened: list[aiosqlite.Connection] = []
         try:  # the writer sets WAL and the schema up before the reader looks
             for pragmas in (["journal_mode = WAL", "synchronous = NORMAL"], ["query_only = ON"]):
-                opened.append(db := await aiosqlite.connect(self.path, isolation_level=None))
+                opened.append(db := await _connect(self.path))
                 for pragma in [f"busy_timeout = {int(self.busy_timeout_ms)}", *pragmas]:
                     await db.execute(f"PRAGMA {pragma}")
                 if len(opened) == 1:
@@ -228,6 +254,60 @@ class SQLiteEventStore:
                 raise self._error(e) from e
             raise
         self._writer, self._reader = opened
+
+    async def _open_read_only(self) -> aiosqlite.Connection:
+        """A read-only connection that leaves the file and its folder exactly as they were: no WAL
+        switch, no schema step, no temp table, and no -wal/-shm files left beside the file.
+
+        A plain `mode=ro` connection to a WAL database creates -wal and -shm and cannot remove
+        them. So: with a -wal present (another process has the store open, or one died), read it
+        with `readonly_shm=1`, which never writes the -shm; with none (the store was closed
+        cleanly) the file alone is the whole database and `immutable=1` reads it without locks
+        or side files (a writer that opens the store in the meantime is not seen).
+        """
+        path = self.path.resolve()
+        try:
+            with path.open("rb") as f:
+                header = f.read(100)
+        except FileNotFoundError:
+            raise StoreError(f"SQLite store {self.path} does not exist: check the path (--path or "
+                             "EVENT_STORE_PATH); reading a store never creates one") from None  # fmt: skip
+        except OSError as e:  # a folder, permission denied
+            raise StoreError(f"SQLite store {self.path} cannot be read ({e.strerror or e}): point "
+                             "--path or EVENT_STORE_PATH at a readable store file") from None  # fmt: skip
+        not_ours = (f"{self.path} is not an eventkit store ({{}}); it was left unchanged: point "
+                    "--path or EVENT_STORE_PATH at a file eventkit wrote")  # fmt: skip
+        if not header.startswith(b"SQLite format 3\x00"):
+            raise StoreError(not_ours.format("not a SQLite database"))
+        mode = "mode=ro"
+        if header[18:20] == b"\x02\x02":  # WAL
+            wal = Path(f"{path}-wal").exists()
+            mode += "&readonly_shm=1" if wal else "&immutable=1"
+        db = await _connect(f"{path.as_uri()}?{mode}", uri=True)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            [(version,)] = await db.execute_fetchall("PRAGMA user_version")
+            tables = {name for (name,) in await db.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
+        except BaseException as e:
+            await db.close()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"SQLite store {self.path} cannot be read ({e}): check that it "
+                                 "is an eventkit store and that its -wal and -shm files (if "
+                                 "any) are both there and readable") from None  # fmt: skip
+            raise
+        missing = {EVENTS, GROUPS, DELIVERIES, DEAD_LETTERS} - tables
+        if version > SCHEMA_VERSION or not version or missing:
+            await db.close()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"SQLite store {self.path} has schema version {version}, newer "
+                                 f"than this eventkit's {SCHEMA_VERSION}: upgrade eventkit")  # fmt: skip
+            found = "no tables" if not tables else f"tables {', '.join(sorted(tables)[:5])}"
+            raise StoreError(
+                not_ours.format(f"a SQLite database with {found}, user_version {version}")
+            )
+        self._schema = version
+        return db
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         """Apply missing schema steps in one write transaction, so racing processes apply each once."""
@@ -389,24 +469,23 @@ class SQLiteEventStore:
     async def groups(self) -> list[str]:
         return [name for (name,) in await self._query(f"SELECT name FROM {GROUPS} ORDER BY name")]
 
-    async def register_consumer(self, group: str, consumer: str) -> None:
-        await self._consumers(f"INSERT OR IGNORE INTO {CONSUMERS} VALUES (?, ?)", group, consumer)
+    async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
+        # one statement (a heartbeat every half lease): no row when the group does not exist
+        sql = f"""INSERT INTO {CONSUMERS} (group_name, consumer, expires_ms) SELECT ?, ?, ?
+                  WHERE EXISTS (SELECT 1 FROM {GROUPS} WHERE name = ?)
+                  ON CONFLICT DO UPDATE SET expires_ms = excluded.expires_ms RETURNING 1"""
+        if not await self._write_one(sql, (group, consumer, now_ms() + ttl_ms, group)):
+            raise GroupNotFoundError(group)
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
         sql = f"DELETE FROM {CONSUMERS} WHERE group_name = ? AND consumer = ?"
-        await self._consumers(sql, group, consumer)
-
-    async def _consumers(self, sql: str, group: str, consumer: str) -> None:
-        async with self._transaction() as db:
-            if not await db.execute_fetchall(f"SELECT 1 FROM {GROUPS} WHERE name = ?", (group,)):
-                raise _no_group(group)
-            await db.execute(sql, (group, consumer))
+        await self._write_one(sql, (group, consumer))
 
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
         """Safe to cancel: what the statements in flight leased is released, not left to expire."""
-        _check_limit(limit)
+        check_limit(limit)
         claiming = self._claim(group, consumer, limit, lease_ms)
         return await claim_cancel_safe(self, claiming, lambda claims: claims)
 
@@ -414,7 +493,7 @@ class SQLiteEventStore:
         # the probe runs on the reader: an idle poll is a few index seeks and never takes the lock
         probe = await self._query(PROBE, {"group": group, "now": now_ms()})
         if not probe:
-            raise _no_group(group)
+            raise GroupNotFoundError(group)
         [(types, due, unread, newest)] = probe
         if limit == 0 or not (due or unread):
             return []
@@ -586,8 +665,9 @@ class SQLiteEventStore:
             f"""SELECT g.name, {LAG}, {PENDING},
                 (SELECT COUNT(*) FROM {DEAD_LETTERS} WHERE group_name = g.name),
                 g.delivered, g.acked, g.retried,
-                (SELECT COUNT(*) FROM {CONSUMERS} WHERE group_name = g.name)
-                FROM {GROUPS} g ORDER BY g.name""")  # fmt: skip
+                (SELECT COUNT(*) FROM {CONSUMERS} WHERE group_name = g.name
+                 AND {"expires_ms > :now" if self._schema >= 3 else "1"})
+                FROM {GROUPS} g ORDER BY g.name""", {"now": now_ms()})  # fmt: skip
         keys = ("lag", "pending", "dlq", "delivered", "acked", "retried", "consumers")
         groups = {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
         [(total, kept)] = await self._query(
@@ -601,7 +681,7 @@ class SQLiteEventStore:
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None
     ) -> TrimResult:
-        _check_limit(max_events)
+        check_limit(max_events)
         removed = kept = 0
         async with self._transaction() as db:
             newest = []  # the newest event beyond the max_events kept
@@ -649,7 +729,7 @@ def _where(*terms: tuple[str, Any], join: str = " AND ") -> tuple[str, list[Any]
 
 def _limited(sql: str, params: list[Any], limit: int | None) -> tuple[str, list[Any]]:
     """In position order, with LIMIT only for a checked limit: never a negative one (no limit)."""
-    _check_limit(limit)
+    check_limit(limit)
     if limit is None:
         return f"{sql} ORDER BY position", params
     return f"{sql} ORDER BY position LIMIT ?", [*params, limit]
@@ -668,10 +748,27 @@ def _dlq_where(
                   (f"event_type {IN_JSON}", _types_json(event_types)))  # fmt: skip
 
 
-def _no_group(group: str) -> KeyError:
-    return KeyError(f"consumer group {group!r} does not exist: subscribe to create it")
+async def _connect(database: str | Path, *, uri: bool = False) -> aiosqlite.Connection:
+    """An aiosqlite connection in autocommit mode whose worker thread is a daemon, and whose text
+    reads never fail.
+
+    aiosqlite's thread is not a daemon: a program that ends without close() (an exception before
+    it) would wait for it forever. As a daemon it ends with the program, and the leases it held
+    expire as after a crash (SPEC §7 "Exit"); tests/test_exit.py fails if aiosqlite changes this.
+    Text that is not UTF-8 (written by another program) comes back as bytes instead of failing
+    the whole query, so only that record goes to the DLQ (codec refuses it).
+    """
+    connection = aiosqlite.connect(database, uri=uri, isolation_level=None)
+    thread = getattr(connection, "_thread", None)  # aiosqlite <= 0.22: private, but stable
+    if thread is not None:
+        thread.daemon = True
+    db = await connection
+    db.text_factory = _text_or_bytes
+    return db
 
 
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+def _text_or_bytes(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
