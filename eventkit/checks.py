@@ -7,7 +7,7 @@ with the same words (SPEC §7 "Refused at the door").
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from eventkit.errors import ConfigError, SerializationError
 
@@ -70,11 +70,11 @@ def check_number(
         raise ConfigError(label, value, f"use {'a whole number' if integer else 'a number'}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(label, value, "use a finite number")
-    below = value < minimum if allow_minimum else value <= minimum
-    if below:
+    number = cast(float, value)  # an int or a finite float by now
+    if number < minimum if allow_minimum else number <= minimum:
         bound = f">= {minimum}" if allow_minimum else f"> {minimum}"
         raise ConfigError(label, value, f"use a number {bound}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and number > maximum:
         raise ConfigError(label, value, f"use a number <= {maximum}")
     return value
 

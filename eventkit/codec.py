@@ -122,12 +122,12 @@ def encode(event: BaseEvent) -> NewEvent:
     event_id, event_type, source = event.event_id, event.event_type, event.source
     if event_type not in _CHECKED_TYPES:
         _CHECKED_TYPES.add(check_name("event_type", event_type))
-    if type(event_id) is not str or not event_id.isalnum():  # not a uuid hex: check it whole
-        check_name("event_id", event_id)
-    if type(source) is not str or not source.isascii() or "\x00" in source:
-        if not isinstance(source, str):
-            raise SerializationError(f"source must be a string, got {source!r}")
-        check_text(f"source of {event_type} event {event_id}", source)
+    try:
+        plain = event_id.isascii() and source.isascii()  # nothing to check further: fast
+    except AttributeError:
+        plain = False
+    if not plain:
+        _check_envelope_text(event_id, event_type, source)
     try:
         timestamp_ms = datetime_to_ms(event.timestamp)
         version = int(event.version)
@@ -142,6 +142,14 @@ def encode(event: BaseEvent) -> NewEvent:
 
 #: event types already checked as names (a class's type is checked at its first publish)
 _CHECKED_TYPES: set[str] = set()
+
+
+def _check_envelope_text(event_id: object, event_type: str, source: object) -> None:
+    """Ids and sources that are not plain ASCII: strings a store can keep as UTF-8 text."""
+    check_name("event_id", event_id)
+    if not isinstance(source, str):
+        raise SerializationError(f"source must be a string, got {type(source).__name__}")
+    check_text(f"source of {event_type} event {event_id!r}", source)
 
 
 def parse_payload(stored: StoredEvent) -> dict[str, Any]:
@@ -183,7 +191,42 @@ def decode(stored: StoredEvent) -> BaseEvent:
     the consumer dead-letters it at once instead of failing on it forever.
     """
     try:
-        return _decode(stored)
+        try:  # parse_payload inline: a call less per delivery
+            data = _parse_object(stored.data)
+        except (msgspec.MsgspecError, RecursionError, TypeError, ValueError):
+            data = _parse_refused(stored)
+        plan = versioning.registry.derived.get((stored.event_type, stored.version))
+        if plan is None:
+            plan = _plan(stored.event_type, stored.version)
+        template, event_id = plan.template, stored.event_id
+        # the common case inline: a complete payload of the current version, nothing to convert
+        source = stored.source
+        if (
+            template is not None
+            and type(event_id) is str
+            and event_id.isascii()
+            and event_id
+            and type(source) is str
+            and source.isascii()  # else build() checks that both are valid text
+        ):
+            attributes = template.copy()
+            attributes.update(data)
+            # nothing unknown was added and nothing is missing: every payload field is there
+            # (the template also holds the three envelope fields, which come from the store)
+            if len(attributes) == len(template) and len(data) == len(template) - 3:
+                attributes["event_id"], attributes["source"] = event_id, source
+                attributes["timestamp"] = ms_to_datetime(stored.timestamp_ms)
+                event = object.__new__(plan.cls)  # type: ignore[arg-type]
+                event.__dict__ = attributes
+                return typing.cast(BaseEvent, event)
+        return build(
+            stored.event_type,
+            stored.version,
+            data,
+            event_id=event_id,
+            timestamp_ms=stored.timestamp_ms,
+            source=stored.source,
+        )
     except DECODE_ERRORS:
         raise
     except Exception as e:
@@ -191,37 +234,6 @@ def decode(stored: StoredEvent) -> BaseEvent:
             f"stored {stored.event_type!r} event {stored.event_id!r} cannot be read "
             f"({type(e).__name__}: {e}); inspect it with dlq_frame() and discard or fix it"
         ) from e
-
-
-def _decode(stored: StoredEvent) -> BaseEvent:
-    try:  # parse_payload inline: a call less per delivery
-        data = _parse_object(stored.data)
-    except (msgspec.MsgspecError, RecursionError, TypeError, ValueError):
-        data = _parse_refused(stored)
-    plan = versioning.registry.derived.get((stored.event_type, stored.version))
-    if plan is None:
-        plan = _plan(stored.event_type, stored.version)
-    template, event_id = plan.template, stored.event_id
-    # the common case inline: a complete payload of the current version, nothing to convert
-    if template is not None and type(event_id) is str and event_id and type(stored.source) is str:
-        attributes = template.copy()
-        attributes.update(data)
-        # nothing unknown was added and nothing is missing: every payload field is there
-        # (the template also holds the three envelope fields, which come from the store)
-        if len(attributes) == len(template) and len(data) == len(template) - 3:
-            attributes["event_id"], attributes["source"] = event_id, stored.source
-            attributes["timestamp"] = ms_to_datetime(stored.timestamp_ms)
-            event = object.__new__(plan.cls)  # type: ignore[arg-type]
-            event.__dict__ = attributes
-            return typing.cast(BaseEvent, event)
-    return build(
-        stored.event_type,
-        stored.version,
-        data,
-        event_id=event_id,
-        timestamp_ms=stored.timestamp_ms,
-        source=stored.source,
-    )
 
 
 def decode_lenient(stored: StoredEvent) -> BaseEvent:
@@ -281,7 +293,7 @@ def _plan(event_type: str, version: int) -> _Plan:
     plan: _Plan | None = versioning.registry.derived.get(key)
     if plan is None:
         # once per stored (type, version): what an outside writer may have put in the envelope
-        if type(event_type) is not str or not event_type:
+        if type(event_type) is not str or not event_type or has_lone_surrogate(event_type):
             raise SerializationError(f"stored event type {event_type!r} is not a name")
         if type(version) is not int or version < 1:
             raise SerializationError(
@@ -336,6 +348,17 @@ def build(
     timestamp_ms: int,
     source: str,
 ) -> BaseEvent:
+    if (
+        type(event_id) is not str
+        or not event_id
+        or type(source) is not str
+        or has_lone_surrogate(event_id)
+        or has_lone_surrogate(source)
+    ):
+        raise SerializationError(
+            f"stored {event_type} event has an event_id {event_id!r} or source {source!r} "
+            "that is not text (not UTF-8, or missing)"
+        )
     plan = _plan(event_type, version)
     if plan.migrates:  # older (or newer: the error says so) than the current class
         version, data = versioning.registry.migrate(event_type, version, data)

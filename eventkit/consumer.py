@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 PREFETCH_YIELDS = 4
 #: how often stop() looks again at a consumer it is waiting for
 STOP_RECHECK_SECONDS = 0.05
+#: after a batch that took over a quarter of its lease, claims stop prefetching for this long
+SLOW_BATCH_SECONDS = 60.0
 #: a failing store call (claim, settle, ack) is tried again after this pause, doubling to the cap
 STORE_RETRY_FIRST = 0.05
 STORE_RETRY_MAX = 2.0
@@ -368,8 +370,9 @@ class Consumer:
     # -- the work -----------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        sub = self.subscription
+        sub, loop = self.subscription, asyncio.get_running_loop()
         prefetched: asyncio.Task[list[Claim] | None] | None = None
+        slow_until = 0.0  # no prefetching until then: a batch took long against its lease
         try:
             while not self._stopping:
                 self.wakeup.clear()
@@ -385,29 +388,44 @@ class Consumer:
                         await self._idle(self._idle_seconds())
                     continue
                 self._handling = True  # from here a stop() lets the batch finish
+                started = loop.time()
                 try:
-                    if self.store.prefetch_claims and len(claims) == sub.batch_size:
-                        # a backlog: the server prepares the next batch while this one is handled
-                        prefetched = asyncio.get_running_loop().create_task(self._claim())
-                        for _ in range(PREFETCH_YIELDS):  # let it send its request
-                            await asyncio.sleep(0)
+                    if len(claims) == sub.batch_size and started > slow_until:
+                        prefetched = await self._prefetch()
                     await self._handle_batch(claims)
                 finally:
                     self._handling = False
+                if loop.time() - started > sub.lease_seconds / 4:
+                    slow_until = loop.time() + SLOW_BATCH_SECONDS
                 if self._acks:
                     # handlers that never yield (no-op, CPU-only) would starve the ack task: let
                     # it take this batch's acks before the next claim
                     await asyncio.sleep(0)
         finally:
-            if prefetched is not None:  # wait for it (a blocking one is cancelled), give it back
-                if self.store.blocking_claims:
-                    prefetched.cancel()
-                try:
-                    claims = await prefetched
-                except asyncio.CancelledError:
-                    claims = None
-                if claims:
-                    await self._release(claims)
+            if prefetched is not None:
+                await self._give_back(prefetched)
+
+    async def _prefetch(self) -> asyncio.Task[list[Claim] | None] | None:
+        """With a backlog, the store prepares the next batch while this one is handled (where its
+        work runs outside this thread). Not for a while after a batch took long against the
+        lease: the next batch would sit out its lease waiting, and come back as failed attempts."""
+        if not self.store.prefetch_claims:
+            return None
+        task = asyncio.get_running_loop().create_task(self._claim())
+        for _ in range(PREFETCH_YIELDS):  # let it send its request
+            await asyncio.sleep(0)
+        return task
+
+    async def _give_back(self, prefetched: asyncio.Task[list[Claim] | None]) -> None:
+        """Wait for a prefetched claim (a blocking one is cancelled) and release what it got."""
+        if self.store.blocking_claims:
+            prefetched.cancel()
+        try:
+            claims = await prefetched
+        except asyncio.CancelledError:
+            claims = None
+        if claims:
+            await self._release(claims)
 
     async def _claim(self) -> list[Claim] | None:
         """The next batch, or None when the store failed (logged; the caller pauses)."""
@@ -459,8 +477,13 @@ class Consumer:
         except TimeoutError:
             pass
 
-    async def _handle_batch(self, claims: Sequence[Claim]) -> None:
-        """Deliver a batch in order, each handler bounded by its lease (one LeaseTimer)."""
+    async def _handle_batch(self, claims: Sequence[Claim]) -> None:  # noqa: C901 (the per-event loop, kept in one frame)
+        """Deliver a batch in order: decode, call the handler, then ack or settle. Each handler is
+        bounded by its lease through one LeaseTimer per batch. This loop runs once per event, so
+        it reads its settings into locals and leaves the rare paths to _prepare and _settle."""
+        sub, store = self.subscription, self.store
+        max_attempts, renew_below = sub.max_attempts, sub.lease_ms // 2
+        target, wants_delivery = sub.handler.target, sub.handler.wants_delivery
         index = 0
         while index < len(claims):
             self._timer = timer = LeaseTimer()
@@ -470,68 +493,64 @@ class Consumer:
                         if self._stopping:
                             await self._release(claims[index:])
                             return
+                        claim = claims[index]
                         index += 1
-                        await self._deliver(claims[index - 1])
+                        if claim.attempt > max_attempts or (
+                            claim.lease_deadline_ms - now_ms() < renew_below
+                        ):
+                            ready = await self._prepare(claim)
+                            if ready is None:
+                                continue
+                            claim = ready
+                        try:
+                            event = codec.decode(claim.event)
+                        except Exception as e:  # every unreadable record is a SerializationError
+                            self.failed += 1
+                            await self._settle(claim, decide(claim, sub, _permanent(e)))
+                            continue
+                        timer.move_to(claim.lease_deadline_ms)
+                        delivery = None
+                        try:
+                            if wants_delivery:
+                                delivery = Delivery(claim, store, self._lease_extended)
+                                self._delivery = delivery
+                                result = target(event, delivery)
+                            else:
+                                result = target(event)
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                        except asyncio.CancelledError as e:
+                            if self._stopping or timer.expired():
+                                raise  # stop() or the lease timer: not the handler's failure
+                            _take_back_cancellation()  # the handler raised it or cancelled itself
+                            failure: BaseException = e
+                        except GeneratorExit:
+                            raise  # this coroutine is being closed
+                        except BaseException as e:  # noqa: B036 (SystemExit... from a handler)
+                            failure = e
+                        else:
+                            self.handled += 1
+                            # the latest lease, if the handler extended it
+                            self._queue_ack(claim if delivery is None else delivery.claim)
+                            continue
+                        finally:
+                            self._delivery = None
+                        self.failed += 1
+                        if delivery is not None:
+                            claim = delivery.claim
+                        await self._settle(claim, decide(claim, sub, failure))
             except TimeoutError:
                 if not timer.expired():
                     raise
                 # hung past its lease: the next claim counts it as an attempt
                 logger.warning(
                     "handler for %s in %s ran past its lease; it will be redelivered",
-                    claims[index - 1].event.event_id, self.subscription.consumer_group,
+                    claims[index - 1].event.event_id, sub.consumer_group,
                 )  # fmt: skip
                 self.failed += 1
             except asyncio.CancelledError:
                 await self._release(claims[index - 1 :])
                 raise
-
-    async def _deliver(self, claim: Claim) -> None:
-        """Decode, call the handler, settle: one outcome per delivery, whatever goes wrong."""
-        sub = self.subscription
-        if (
-            claim.attempt > sub.max_attempts
-            or claim.lease_deadline_ms - now_ms() < sub.lease_ms // 2
-        ):
-            ready = await self._prepare(claim)
-            if ready is None:
-                return
-            claim = ready
-        try:
-            event = codec.decode(claim.event)
-        except Exception as e:  # decode names every unreadable record SerializationError
-            error = e if isinstance(e, codec.DECODE_ERRORS) else SerializationError(describe(e))
-            self.failed += 1
-            await self._settle(claim, decide(claim, sub, error))
-            return
-        self._timer.move_to(claim.lease_deadline_ms)
-        handler, delivery = sub.handler, None
-        try:
-            if handler.wants_delivery:
-                self._delivery = delivery = Delivery(claim, self.store, self._lease_extended)
-                result = handler.target(event, delivery)
-            else:
-                result = handler.target(event)
-            if result is not None and inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError as e:
-            if self._stopping or self._timer.expired():
-                raise  # stop() or the lease timer: not the handler's failure
-            _take_back_cancellation()  # the handler raised it, or cancelled its own task
-            failure: BaseException = e
-        except GeneratorExit:
-            raise  # this coroutine is being closed
-        except BaseException as e:  # noqa: B036 (SystemExit, KeyboardInterrupt... from a handler)
-            failure = e
-        else:
-            self.handled += 1
-            self._queue_ack(claim if delivery is None else delivery.claim)  # the latest lease
-            return
-        finally:
-            self._delivery = None
-        self.failed += 1
-        await self._settle(
-            claim if delivery is None else delivery.claim, decide(claim, sub, failure)
-        )
 
     async def _prepare(self, claim: Claim) -> Claim | None:
         """The claim ready to handle, or None: past its last attempt (dead-lettered), or its lease
@@ -630,6 +649,11 @@ class Consumer:
                     continue
             await asyncio.sleep(pause)
             pause = min(2 * pause, STORE_RETRY_MAX)
+
+
+def _permanent(error: Exception) -> Exception:
+    """A decode failure as an error decide() sends to the DLQ at once."""
+    return error if isinstance(error, codec.DECODE_ERRORS) else SerializationError(describe(error))
 
 
 def _take_back_cancellation() -> None:

@@ -364,24 +364,27 @@ StoreT = TypeVar("StoreT", bound=type)
 
 
 def error_boundary(
-    translate: Callable[[Any, Exception], StoreError],
+    translate: Callable[[Any, Exception], StoreError], *, chain: bool = True
 ) -> Callable[[StoreT], StoreT]:
     """Class decorator: the backend's protocol methods let no driver exception out. eventkit's
     own errors and argument TypeErrors pass; anything else becomes what `translate(store, error)`
     makes of it (StoreUnavailableError when the store cannot be reached, else StoreError),
-    chained to the original. One boundary per backend, so callers catch eventkit errors only."""
+    chained to the original unless `chain` is False (a driver's text may quote a secret).
+    One boundary per backend, so callers catch eventkit errors only."""
 
     def decorate(cls: StoreT) -> StoreT:
         for name, member in list(vars(cls).items()):
             if name in _PROTOCOL_METHODS and inspect.iscoroutinefunction(member):
-                setattr(cls, name, _guarded(member, translate))
+                setattr(cls, name, _guarded(member, translate, chain))
         return cls
 
     return decorate
 
 
 def _guarded(
-    method: Callable[..., Awaitable[R]], translate: Callable[[Any, Exception], StoreError]
+    method: Callable[..., Awaitable[R]],
+    translate: Callable[[Any, Exception], StoreError],
+    chain: bool,
 ) -> Callable[..., Coroutine[Any, Any, R]]:
     @functools.wraps(method)
     async def guarded(self: Any, *args: Any, **kwargs: Any) -> R:
@@ -390,7 +393,7 @@ def _guarded(
         except (EventKitError, TypeError):
             raise
         except Exception as e:
-            raise translate(self, e) from e
+            raise translate(self, e) from (e if chain else None)
 
     return guarded
 

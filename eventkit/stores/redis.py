@@ -27,7 +27,7 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from eventkit.config import redact_url, scrub
+from eventkit.config import check_redis_url, redact_url, scrub
 from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.stores.base import (
     Claim,
@@ -55,8 +55,9 @@ SEQ_BITS = 20
 APPEND_CHUNK = 5_000
 #: a blocking claim waits at most this long, well inside the socket timeout
 MAX_BLOCK_MS = 5_000
-#: reconnect attempts with backoff (50 ms doubling to 1 s): rides out a Redis restart of ~15 s
-RECONNECT_RETRIES = 20
+#: reconnect attempts per command, backoff 50 ms doubling to 1 s: about 4 s before a call fails
+#: with StoreUnavailableError (consumers go on retrying by themselves, so outages of any length pass)
+RECONNECT_RETRIES = 8
 #: connections for commands (callers beyond it wait their turn), and for blocked claims apart
 POOL_SIZE = 32
 WAITERS = 1_000
@@ -440,7 +441,7 @@ def _translate(store: RedisEventStore, error: Exception) -> StoreError:
     return StoreError(f"Redis store {redact_url(store._url)} failed ({detail})")
 
 
-@error_boundary(_translate)
+@error_boundary(_translate, chain=False)  # redis-py's errors may quote the URL, password included
 class RedisEventStore:
     """Redis Streams behind the store protocol; many processes on many hosts share one namespace."""
 
@@ -449,7 +450,7 @@ class RedisEventStore:
     prefetch_claims = True
 
     def __init__(self, url: str, *, namespace: str = "eventkit") -> None:
-        self._url = url
+        self._url = check_redis_url("redis_url", url)
         self.namespace = namespace
         self._keys = _Keys(namespace)
         self._client: aioredis.Redis | None = None
@@ -872,4 +873,3 @@ def _record(group: str, entry_id: str, r: dict[str, Any]) -> DeliveryRecord:
         DeliveryStatus(r["status"]), int(r["attempts"]), int(entry_id.partition("-")[0]),
         int(r["first_ms"]), None if r["acked_ms"] is None else int(r["acked_ms"]), r["last_error"],
     )  # fmt: skip
-
