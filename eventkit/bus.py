@@ -69,7 +69,12 @@ class EventBus:
             self._store = open_store(self._config)
         await self._store.open()
         self._initialized = True
-        if self._config.trim_interval_hours and self._config.max_events is not None:
+        read_only = getattr(self._store, "read_only", False)  # a store opened only to look
+        if (
+            self._config.trim_interval_hours
+            and self._config.max_events is not None
+            and not read_only
+        ):
             self._trim_task = asyncio.get_running_loop().create_task(
                 self._trim_periodically(self._config.trim_interval_hours * 3600),
                 name="eventkit-trim",

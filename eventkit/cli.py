@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from eventkit.bus import EventBus
-from eventkit.config import EventStoreConfig
-from eventkit.demo import ProgressLine, run_demo
+from eventkit.config import DEFAULT_PATH, EventStoreConfig
+from eventkit.demo import run_demo
 from eventkit.errors import EventKitError
+from eventkit.progress import ProgressLine
+from eventkit.stores import open_store
 
 DEMO_PATH = Path("eventkit-demo.db")
+#: seconds before import/export show progress: a quick command prints only its result
+PROGRESS_DELAY = 0.5
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -38,19 +44,33 @@ def _config(args: argparse.Namespace) -> EventStoreConfig:
     return EventStoreConfig.from_env(trim_interval_hours=None, **overrides)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a number >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the demo job on its own SQLite file")
     demo.add_argument("--path", type=Path, default=DEMO_PATH, help=f"default: ./{DEMO_PATH}")
-    demo.add_argument("--events", type=int, default=3000)
+    demo.add_argument("--events", type=_positive_int, default=3000)
     demo.add_argument("--report-dir", type=Path, default=Path("eventkit-report"))
     demo.add_argument("--no-report", action="store_true")
 
     importer = commands.add_parser("import", help="load a JSON Lines export into the store")
     importer.add_argument("file", type=Path)
-    importer.add_argument("--skip-invalid", action="store_true", help="count bad lines, go on")
+    importer.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="import the valid lines and name the invalid ones (default: import nothing)",
+    )
     _store_options(importer)
 
     exporter = commands.add_parser("export", help="write the store's events to a file")
@@ -74,23 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return await _demo(args)
-    async with EventBus(_config(args)) as bus:
-        if args.command == "import":
-            return await _import(bus, args)
-        if args.command == "export":
-            return await _export(bus, args)
-        if args.command == "stats":
+    config = _config(args)
+    if args.command == "import":
+        return await _import(config, args)
+    if args.command == "export":
+        return await _export(config, args)
+    if args.command == "stats":
+        async with _bus(config, read_only=True) as bus:
             print(json.dumps(await bus.get_stats(), indent=2, default=str))
-            return 0
-        return await _dlq(bus, args)
+        return 0
+    return await _dlq(config, args)
+
+
+def _bus(config: EventStoreConfig, *, read_only: bool = False) -> EventBus:
+    """A bus on the configured store; read_only opens it without creating or changing anything."""
+    return EventBus(config, store=open_store(config, read_only=read_only))
 
 
 async def _demo(args: argparse.Namespace) -> int:
     path: Path = args.path
     if path.exists():
-        if not path.name.endswith("eventkit-demo.db"):
-            print(f"{path} exists and is not a demo store; pick another --path", file=sys.stderr)
-            return 2
+        if not path.name.endswith("eventkit-demo.db") or not path.is_file():
+            raise CommandError(f"{path} exists and is not a demo store: pick another --path")
         for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             leftover.unlink(missing_ok=True)
         print(f"removed the previous demo store {path}")
@@ -99,66 +124,160 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _import(bus: EventBus, args: argparse.Namespace) -> int:
-    from eventkit.transfer import import_jsonl
+async def _import(config: EventStoreConfig, args: argparse.Namespace) -> int:
+    from eventkit.transfer import check_jsonl, import_jsonl
 
-    progress = ProgressLine()
-    count = await import_jsonl(
-        bus, args.file, skip_invalid=args.skip_invalid,
-        progress=lambda done, total: progress.update(_counted("imported", done, total)),
-    )  # fmt: skip
-    progress.done(f"imported {count} events from {args.file} into {bus.store.backend}")
+    progress = ProgressLine(delay=PROGRESS_DELAY)
+    checked = check_jsonl(  # the whole file, before the store is opened (or created)
+        args.file, progress=lambda done, _: progress.update(f"checked {done} lines of {args.file}")
+    )
+    progress.clear()
+    if checked.invalid and not args.skip_invalid:
+        raise CommandError(
+            f"{checked.describe()}; nothing was imported: fix the file, or pass --skip-invalid "
+            "to import the other lines"
+        )
+    if config.backend == "sqlite" and _something_at(_sqlite_path(config)):
+        async with _bus(config, read_only=True):  # refuses a file that is not an eventkit store
+            pass
+    async with _bus(config) as bus:
+        count = await import_jsonl(
+            bus, args.file, skip_invalid=args.skip_invalid, checked=checked,
+            progress=lambda done, total: progress.update(_counted("imported", done, total)),
+        )  # fmt: skip
+        progress.done(f"imported {count} events from {args.file} into {bus.store.backend}")
     return 0
 
 
-async def _export(bus: EventBus, args: argparse.Namespace) -> int:
-    progress = ProgressLine()
-    report = lambda done, total: progress.update(_counted("exported", done, total))  # noqa: E731
-    if args.format == "jsonl":
-        from eventkit.transfer import export_jsonl
+async def _export(config: EventStoreConfig, args: argparse.Namespace) -> int:
+    from eventkit.transfer import check_output_path
 
-        count = await export_jsonl(bus, args.output, event_types=args.event_types, progress=report)
-    else:
+    check_output_path(args.output)  # before the store is opened
+    if config.backend == "sqlite":
+        store = _sqlite_path(config).resolve()
+        if args.output.resolve() in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+            raise CommandError(f"{args.output} is the store itself: export to another file")
+    if args.format != "jsonl":
         try:
             from eventkit.frames import export_frame
         except ImportError:
-            print(
-                "csv/parquet export needs pandas: pip install 'eventkit[notebook]'", file=sys.stderr
+            raise CommandError(
+                f"{args.format} export needs pandas: pip install 'eventkit[notebook]' "
+                "(or use --format jsonl)"
+            ) from None
+    progress = ProgressLine(delay=PROGRESS_DELAY)
+    report = lambda done, total: progress.update(_counted("exported", done, total))  # noqa: E731
+    async with _bus(config, read_only=True) as bus:
+        if args.format == "jsonl":
+            from eventkit.transfer import export_jsonl
+
+            count = await export_jsonl(
+                bus, args.output, event_types=args.event_types, progress=report
             )
-            return 2
-        count = await export_frame(bus, args.output, args.format, event_types=args.event_types)
+        else:
+            count = await export_frame(bus, args.output, args.format, event_types=args.event_types)
     progress.done(f"exported {count} events to {args.output}")
     return 0
 
 
-async def _dlq(bus: EventBus, args: argparse.Namespace) -> int:
-    if args.replay:
-        print(f"replayed {await bus.replay_dlq(args.group)} events to {args.group!r}")
-    elif args.discard:
-        print(f"discarded {await bus.discard_dlq(args.group)} events from {args.group!r}")
-    else:
-        letters = await bus.store.get_pending_events(args.group)
-        print(f"{len(letters)} dead letters in {args.group!r}")
-        for letter in letters:
-            print(
-                f"{letter.event_id}\t{letter.stored.event_type}\t{letter.attempts}\t{letter.last_error}"
+async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
+    async with _bus(config, read_only=True) as bus:  # the group must exist, whatever the action
+        groups = await bus.store.groups()
+        if args.group not in groups:
+            known = (
+                f"known groups: {', '.join(groups)}"
+                if groups
+                else "the store has no consumer groups yet"
             )
+            raise CommandError(f"no consumer group {args.group!r} in {_where(config)}; {known}")
+        if not (args.replay or args.discard):
+            letters = await bus.store.get_pending_events(args.group)
+            print(f"{len(letters)} dead letters in {args.group!r}")
+            for letter in letters:
+                print(
+                    f"{letter.event_id}\t{letter.stored.event_type}\t{letter.attempts}\t"
+                    f"{letter.last_error}"
+                )
+            return 0
+    async with _bus(config) as bus:
+        if args.replay:
+            print(f"replayed {await bus.replay_dlq(args.group)} events to {args.group!r}")
+        else:
+            print(f"discarded {await bus.discard_dlq(args.group)} events from {args.group!r}")
     return 0
+
+
+def _sqlite_path(config: EventStoreConfig) -> Path:
+    """The SQLite file, ~ expanded, without creating its folder (as resolved_path would)."""
+    return Path(config.path if config.path is not None else DEFAULT_PATH).expanduser()
+
+
+def _something_at(path: Path) -> bool:
+    """A folder or a file with data is there (an empty file is a new SQLite database)."""
+    try:
+        return path.is_dir() or path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _where(config: EventStoreConfig) -> str:
+    if config.backend == "sqlite":
+        return f"SQLite store {_sqlite_path(config)}"
+    if config.backend == "redis":
+        return f"Redis store {config.safe_redis_url} (namespace {config.namespace!r})"
+    return "the memory store"
 
 
 def _counted(verb: str, done: int, total: int | None) -> str:
     return f"{verb} {done}/{total} events" if total else f"{verb} {done} events"
 
 
+class CommandError(Exception):
+    """Bad input the command found itself: printed as one line, exit code 1."""
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line: its message (an OSError's file first) and any notes."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error) or type(error).__name__
+    parts = [text, *getattr(error, "__notes__", [])]
+    return " ".join(" ".join(part.split()) for part in parts)
+
+
+def _error(text: str) -> None:
+    """One line on stderr, on a clean line even after a progress line on a terminal."""
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
+    print(f"{clear}eventkit: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit code 0 on success; 1 with one line on stderr for bad input, a store or an OS error;
+    2 for a usage error (argparse). EVENTKIT_DEBUG=1 shows the traceback of an unexpected error."""
+    args = build_parser().parse_args(argv)  # usage errors exit 2 here
+    handler = logging.StreamHandler(sys.stderr)  # library warnings, one line each
+    handler.setFormatter(logging.Formatter("eventkit: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    package_logger = logging.getLogger("eventkit")
+    package_logger.addHandler(handler)
     try:
         return asyncio.run(_run(args))
-    except EventKitError as e:
-        print(f"eventkit: {e}", file=sys.stderr)
-        return 2
+    except (EventKitError, OSError, CommandError) as e:
+        _error(_one_line(e))
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if os.environ.get("EVENTKIT_DEBUG"):
+            raise
+        _error(
+            f"unexpected {type(e).__name__}: {_one_line(e)} (please report it; "
+            "EVENTKIT_DEBUG=1 shows the traceback)"
+        )
+        return 1
+    finally:
+        package_logger.removeHandler(handler)
 
 
 if __name__ == "__main__":

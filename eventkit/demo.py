@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 import shlex
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from eventkit.bus import EventBus
 from eventkit.config import EventStoreConfig
@@ -23,6 +21,7 @@ from eventkit.events import (
     WorkflowFailedEvent,
     WorkflowStartedEvent,
 )
+from eventkit.progress import ProgressLine
 
 SOURCES = ("scanner-nas", "scanner-cloud", "upload-api", "camera-sync")
 MEDIA = (("image", ".jpg"), ("image", ".png"), ("video", ".mp4"), ("audio", ".wav"))
@@ -87,33 +86,6 @@ def sample_events(count: int, seed: int = 7, start: datetime | None = None) -> I
                 )  # fmt: skip
         yield from batch[: count - produced]
         produced += min(len(batch), count - produced)
-
-
-class ProgressLine:
-    """One self-overwriting status line on a terminal; plain lines, throttled, elsewhere."""
-
-    def __init__(self, stream: TextIO | None = None, every: float = 0.2) -> None:
-        self.stream = stream or sys.stderr
-        self.every = every
-        self._last = 0.0
-        self._tty = self.stream.isatty()
-
-    def update(self, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < (self.every if self._tty else 1.0):
-            return
-        self._last = now
-        if self._tty:
-            self.stream.write(f"\r\x1b[K{text}")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def done(self, text: str) -> None:
-        self.update(text, force=True)
-        if self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 class Catalog:

@@ -2,23 +2,39 @@
 
 Each line is the shape of ``codec.stored_to_dict``: ``{event_id, event_type, version, source,
 timestamp (epoch ms), data}``. Records go to and from the store as they are stored, never decoded
-or migrated, so old versions, unknown types and poison events travel unchanged. Standard library
+or migrated, so old versions, unknown types and poison events travel unchanged. An import is all
+or nothing: the whole file is checked first (a streaming pass), then written. Core dependencies
 only: the CLI imports this without the notebook extra.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import logging
 import os
+import reprlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from eventkit import codec
 from eventkit.bus import EventBus, iter_stored
-from eventkit.errors import SerializationError
+from eventkit.checks import (
+    MAX_INT64,
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    check_name,
+    check_number,
+    check_text,
+    timestamp_in_range,
+)
+from eventkit.errors import ConfigError, EventKitError, SerializationError
 from eventkit.events import datetime_to_ms
 from eventkit.stores.base import NewEvent
 
@@ -28,8 +44,65 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int | None], None]
 #: how often export reports progress
 EXPORT_PROGRESS_EVERY = 10_000
-#: line numbers named when invalid lines are skipped
+#: how often the check pass of an import reports progress (lines)
+CHECK_PROGRESS_EVERY = 10_000
+#: line numbers named when invalid lines are reported
 SHOWN_INVALID = 5
+
+_shown = reprlib.Repr()  # a bad value is named in an error, never pasted whole
+_shown.maxstring = _shown.maxother = _shown.maxlong = 60
+
+
+@dataclass(frozen=True)
+class JsonlCheck:
+    """What the check pass of an import found: how many lines, which are not events."""
+
+    path: Path
+    lines: int
+    invalid: int
+    #: (line number, reason) of the first SHOWN_INVALID invalid lines
+    first_invalid: tuple[tuple[int, str], ...]
+
+    def lines_named(self) -> str:
+        """The invalid lines' numbers: "line 4", or "lines 2, 7, 9, ..." (the first few)."""
+        numbers = ", ".join(str(n) for n, _ in self.first_invalid)
+        more = ", ..." if self.invalid > len(self.first_invalid) else ""
+        return f"line{'s' if self.invalid > 1 else ''} {numbers}{more}"
+
+    def describe(self) -> str:
+        """The invalid lines in one line of text: the first with its reason, how many in all."""
+        number, reason = self.first_invalid[0]
+        text = f"{self.path}, line {number}: {reason}"
+        if self.invalid > 1:
+            text += f" ({_count(self.invalid, 'invalid line')} in all: {self.lines_named()})"
+        return text
+
+    def error(self) -> SerializationError:
+        return SerializationError(f"{self.describe()}; nothing was imported")
+
+
+def check_jsonl(path: str | Path, *, progress: Progress | None = None) -> JsonlCheck:
+    """Read the whole file once, line by line (never all of it at once), and say which lines are
+    not events that import_jsonl could store: JSON, fields and values (ids and types non-empty
+    without NUL, version 1..2**63-1, timestamp within years 1-9999, valid Unicode everywhere).
+
+    OSError (missing file, a folder, permission denied) names the file.
+    progress: called with (lines checked, None) now and then.
+    """
+    path = Path(path)
+    lines = invalid = 0
+    first: list[tuple[int, str]] = []
+    for number, record in _records(path):
+        lines = number
+        if isinstance(record, str):
+            invalid += 1
+            if len(first) < SHOWN_INVALID:
+                first.append((number, record))
+        if progress is not None and number % CHECK_PROGRESS_EVERY == 0:
+            progress(number, None)
+    if progress is not None:
+        progress(lines, None)
+    return JsonlCheck(path, lines, invalid, tuple(first))
 
 
 async def import_jsonl(
@@ -39,42 +112,83 @@ async def import_jsonl(
     batch_size: int = 1000,
     progress: Progress | None = None,
     skip_invalid: bool = False,
+    checked: JsonlCheck | None = None,
 ) -> int:
     """Append the file's records as stored (ids, timestamps, versions kept); returns how many were
     new. Idempotent: an event_id already in the store is not added again.
 
+    All or nothing: the whole file is checked first (check_jsonl), then written. A bad line
+    raises SerializationError naming the file and line (and how many others are bad), and
+    nothing is imported.
+
     Args:
-        skip_invalid: count and log invalid lines instead of raising SerializationError at the first.
-        progress: called with (lines done, lines in the file) after each batch.
+        skip_invalid: import the valid lines; the invalid ones are logged at WARNING (how many,
+            the first line numbers and the first reason).
+        progress: called with (lines done, lines in the file) after each batch written.
+        checked: the result of check_jsonl(path) when the caller ran it already (the CLI does,
+            before it opens the store), so the file is not checked twice.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_number("batch_size", batch_size, integer=True, minimum=1)
     path = Path(path)
-    total = _count_lines(path)
-    added, invalid = 0, []
-    batch: dict[str, NewEvent] = {}
-    done = 0
-    for number, record in _records(path):
-        done = number
-        if isinstance(record, SerializationError):
-            if not skip_invalid:
-                raise record
-            invalid.append(record)
-            continue
-        batch.setdefault(record.event_id, record)  # a repeated id in one batch: the first wins
-        if len(batch) >= batch_size:
+    if checked is not None and checked.path == path:
+        check = checked
+    else:  # a pass over the whole file: off the event loop, which other work may share
+        check = await asyncio.to_thread(check_jsonl, path)
+    if check.invalid:
+        if not skip_invalid:
+            raise check.error()
+        number, reason = check.first_invalid[0]
+        logger.warning(
+            "skipped %s of %s (%s); line %d: %s",
+            _count(check.invalid, "invalid line"), path, check.lines_named(), number, reason,
+        )  # fmt: skip
+    added = 0
+    try:
+        batch: dict[str, NewEvent] = {}
+        for number, record in _records(path):
+            if isinstance(record, str):
+                if not skip_invalid:  # it was valid when checked
+                    raise SerializationError(
+                        f"{path}, line {number}: {record}; the file changed while it was imported"
+                    )
+                continue
+            batch.setdefault(record.event_id, record)  # a repeated id in one batch: the first wins
+            if len(batch) >= batch_size:
+                added += await _append_new(bus, list(batch.values()))
+                batch.clear()
+                if progress is not None:
+                    progress(number, check.lines)
+        if batch:
             added += await _append_new(bus, list(batch.values()))
-            batch.clear()
-            if progress is not None:
-                progress(done, total)
-    if batch:
-        added += await _append_new(bus, list(batch.values()))
+    except (EventKitError, OSError) as e:
+        e.add_note(
+            f"{added} events of {path} were imported before this; importing the file again "
+            "adds only the rest (ids already stored are skipped)"
+        )
+        raise
     if progress is not None:
-        progress(total, total)
-    if invalid:
-        shown = "; ".join(str(e) for e in invalid[:SHOWN_INVALID])
-        logger.warning("skipped %d invalid lines of %s: %s", len(invalid), path, shown)
+        progress(check.lines, check.lines)
     return added
+
+
+def check_output_path(path: str | Path) -> Path:
+    """A file that an export can write: OSError naming it when it is a folder, when its folder
+    does not exist, or when that folder is not writable."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, "is a folder: give the name of the file to write", str(path)
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write it: the folder {folder} does not exist", str(path)
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES, f"cannot write it: the folder {folder} is not writable", str(path)
+        )
+    return path
 
 
 async def export_jsonl(
@@ -91,7 +205,7 @@ async def export_jsonl(
     The file appears complete or not at all (written beside it, then renamed). A stored payload
     that is not JSON raises SerializationError naming the event, rather than exporting it mangled.
     """
-    path = Path(path)
+    path = check_output_path(path)
     partial = path.with_name(f".{path.name}.partial")
     count = 0
     try:
@@ -103,6 +217,8 @@ async def export_jsonl(
                 if progress is not None and count % EXPORT_PROGRESS_EVERY == 0:
                     progress(count, None)
         os.replace(partial, path)
+    except OSError as e:  # name the file asked for, not the partial one beside it
+        raise OSError(e.errno, f"cannot write it ({e.strerror or e})", str(path)) from e
     finally:
         partial.unlink(missing_ok=True)
     if progress is not None:
@@ -119,55 +235,98 @@ async def _append_new(bus: EventBus, events: list[NewEvent]) -> int:
     return len(new)
 
 
-def _count_lines(path: Path) -> int:
-    """Lines in the file (a last line without a newline counts), read in binary blocks."""
-    count, last = 0, b"\n"
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-def _records(path: Path) -> Iterator[tuple[int, NewEvent | SerializationError]]:
-    """(line number, event or the error saying why the line is not one); blank lines skipped."""
-    with path.open("rb") as f:
+def _records(path: Path) -> Iterator[tuple[int, NewEvent | str]]:
+    """(line number, event or the reason the line is not one); blank lines skipped. OSError
+    (missing file, a folder, permission denied) names the file."""
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise OSError(e.errno, f"cannot read it ({e.strerror or e})", str(path)) from e
+    with f:
         for number, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             try:
                 yield number, _parse_line(raw)
-            except (ValueError, TypeError, UnicodeDecodeError) as e:
-                yield number, SerializationError(f"{path}, line {number}: {e}")
+            except (ValueError, TypeError, OverflowError, RecursionError) as e:
+                yield number, str(e)
 
 
 def _parse_line(raw: bytes) -> NewEvent:
-    record = json.loads(raw.decode("utf-8"))
+    """The line as an event the store can keep and read back, else ValueError saying why."""
+    try:  # strict: json.loads(bytes) would let encoded lone surrogates through
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte {e.start + 1} of the line)") from None
+    try:  # msgspec reads valid lines fast; json has the last word (NaN) and the error messages
+        try:
+            record = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg}, column {e.colno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    event_id, event_type = record.get("event_id"), record.get("event_type")
-    for name, value in (("event_id", event_id), ("event_type", event_type)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    event_id, event_type = _name(record, "event_id"), _name(record, "event_type")
     version = record.get("version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"version must be an int >= 1, got {version!r}")
+    if type(version) is not int or not 1 <= version <= MAX_INT64:
+        raise ValueError(f"version must be an int in 1..{MAX_INT64}, got {_shown.repr(version)}")
     source = record.get("source", "")
     if not isinstance(source, str):
-        raise ValueError(f"source must be a string, got {source!r}")
+        raise ValueError(f"source must be a string, got {_shown.repr(source)}")
+    if not source.isascii() or "\x00" in source:
+        check_text("source", source)  # SerializationError is a ValueError
     data = record.get("data", {})
     if not isinstance(data, dict):
         raise ValueError(f"data must be a JSON object, got {type(data).__name__}")
-    return NewEvent(
-        str(event_id), str(event_type), version, source, _timestamp_ms(record), codec.dumps(data)
-    )
+    try:
+        payload = codec.dumps(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"data cannot be stored: {e}") from None
+    return NewEvent(event_id, event_type, version, source, _timestamp_ms(record), payload)
+
+
+def _name(record: dict[str, Any], key: str) -> str:
+    value = record.get(key)
+    if type(value) is str and value.isascii() and "\x00" not in value and not value.isspace():
+        if value:  # the common case, without check_name's calls
+            return value
+    try:
+        return check_name(key, value)
+    except ConfigError as e:
+        raise ValueError(f"{key} {_shown.repr(value)} cannot be used: {e.hint}") from None
 
 
 def _timestamp_ms(record: dict[str, Any]) -> int:
-    """Epoch milliseconds as exported; ISO 8601 text (BaseEvent-style records) is accepted too."""
+    """Epoch milliseconds as exported; ISO 8601 text (BaseEvent-style records) is accepted too.
+    Either must be a time in years 1-9999, which every store and datetime can hold."""
     value = record.get("timestamp")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return datetime_to_ms(datetime.fromisoformat(value))
-    raise ValueError(f"timestamp must be epoch milliseconds or ISO 8601 text, got {value!r}")
+    ms: object = None
+    if type(value) is int:
+        ms = value
+    elif isinstance(value, str):
+        try:
+            ms = datetime_to_ms(datetime.fromisoformat(value))
+        except ValueError:
+            raise ValueError(
+                f"timestamp {_shown.repr(value)} is not ISO 8601 text (e.g. 2025-01-31T12:00:00Z)"
+            ) from None
+        except OverflowError:  # a time zone takes it past year 1 or 9999
+            ms = None
+    else:
+        raise ValueError(
+            f"timestamp must be epoch milliseconds (an int) or ISO 8601 text, got {_shown.repr(value)}"
+        )
+    if not timestamp_in_range(ms):
+        raise ValueError(
+            f"timestamp {_shown.repr(value)} is outside years 1-9999 (epoch milliseconds "
+            f"{MIN_TIMESTAMP_MS}..{MAX_TIMESTAMP_MS})"
+        )
+    assert isinstance(ms, int)
+    return ms

@@ -180,3 +180,22 @@ async def test_a_file_that_is_not_a_database_is_refused_with_its_path(tmp_path: 
     with pytest.raises(StoreUnavailableError, match="notes.db.*not a SQLite database"):
         await SQLiteEventStore(path).open()
     assert path.read_bytes().startswith(b"this is a text file")  # left as it was
+
+
+async def test_opening_another_applications_database_refuses_and_leaves_it_unchanged(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+
+    path = tmp_path / "other-app.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        raw.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    raw.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    store = SQLiteEventStore(path)
+    with pytest.raises(StoreError, match="not an eventkit store.*invoices"):
+        await store.open()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other-app.db"]  # no -wal, no -shm

@@ -579,4 +579,3 @@ def _record(group: str, position: int, delivery: _Delivery | _AckedRow) -> Deliv
         delivery.consumer, delivery.status, delivery.attempts, delivery.event.published_ms,
         delivery.first_delivered_ms, delivery.acked_ms, delivery.last_error,
     )  # fmt: skip
-

@@ -239,6 +239,7 @@ class SQLiteEventStore:
         if not self.path.parent.is_dir():  # say so before aiosqlite starts a thread for nothing
             raise StoreUnavailableError(f"SQLite store {self.path} is not writable: its directory "
                                         f"{self.path.parent} does not exist or is not a directory")  # fmt: skip
+        await asyncio.to_thread(self._refuse_foreign_database)
         opened: list[aiosqlite.Connection] = []
         try:  # the writer sets WAL and the schema up before the reader looks
             for pragmas in (["journal_mode = WAL", "synchronous = NORMAL"], ["query_only = ON"]):
@@ -254,6 +255,27 @@ class SQLiteEventStore:
                 raise self._error(e) from e
             raise
         self._writer, self._reader = opened
+
+    def _refuse_foreign_database(self) -> None:
+        """Refuse, untouched, a file that holds another application's tables: opening it as a
+        store would switch it to WAL and add eventkit's tables beside them."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        try:  # immutable: reads without creating -wal/-shm files or taking locks
+            probe = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            try:
+                [(version,)] = probe.execute("PRAGMA user_version").fetchall()
+                tables = [name for (name,) in probe.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]  # fmt: skip
+            finally:
+                probe.close()
+        except sqlite3.Error as e:
+            raise self._error(e) from e
+        if version == 0 and tables:
+            raise StoreError(
+                f"{self.path} is not an eventkit store (it holds tables {', '.join(tables[:5])}); "
+                "it was left unchanged: point EVENT_STORE_PATH (or --path) at a new file"
+            )
 
     async def _open_read_only(self) -> aiosqlite.Connection:
         """A read-only connection that leaves the file and its folder exactly as they were: no WAL
@@ -348,6 +370,9 @@ class SQLiteEventStore:
 
     def _error(self, e: sqlite3.Error) -> StoreError:
         text, path = str(e), self.path
+        if self.read_only and "readonly" in text:
+            return StoreError(f"SQLite store {path} was opened read-only ({text}): open it "
+                              "without read_only to change it")  # fmt: skip
         if "readonly" in text or "unable to open" in text or "disk I/O" in text:
             return StoreUnavailableError(
                 f"SQLite store {path} is not writable ({text}): make the file, its directory and "
