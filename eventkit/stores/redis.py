@@ -571,10 +571,10 @@ class RedisEventStore:
         if not unique:
             return []
         entry_ids: list[str | None] = cast(Any, await self._redis.hmget(self._keys.ids, unique))
-        pipe = self._redis.pipeline(transaction=False)
-        for entry_id in filter(None, entry_ids):
-            pipe.xrange(self._keys.events, entry_id, entry_id)
-        found = [_stored(e[0][0], e[0][1]) for e in await pipe.execute() if e]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id in filter(None, entry_ids):
+                pipe.xrange(self._keys.events, entry_id, entry_id)
+            found = [_stored(e[0][0], e[0][1]) for e in await pipe.execute() if e]
         return sorted(found, key=lambda e: e.position)
 
     # -- consumer groups ----------------------------------------------------------------------
@@ -597,10 +597,10 @@ class RedisEventStore:
         if not await self._redis.sismember(self._keys.groups, group):
             raise GroupNotFoundError(group)
         members = self._keys.group(group).members
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(members, {consumer: now_ms() + ttl_ms})
-        pipe.zremrangebyscore(members, "-inf", now_ms())  # members that stopped beating
-        await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(members, {consumer: now_ms() + ttl_ms})
+            pipe.zremrangebyscore(members, "-inf", now_ms())  # members that stopped beating
+            await pipe.execute()
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
         await self._redis.zrem(self._keys.group(group).members, consumer)
@@ -687,13 +687,18 @@ class RedisEventStore:
             return 0
         if self._client is None:
             raise StoreUnavailableError(f"{self!r} is not open: call open() first")
-        pipe = self._client.pipeline(transaction=False)
-        for claim in claims:
-            g = self._keys.group(claim.consumer_group)
-            keys = [self._keys.events, g.records, g.due, g.dlq]
-            args = ["release", claim.consumer_group, _entry_id(claim.event.position), claim.token]
-            await self._settle(keys=keys, args=args, client=pipe)
-        return sum(bool(held) for held in await pipe.execute())
+        async with self._client.pipeline(transaction=False) as pipe:
+            for claim in claims:
+                g = self._keys.group(claim.consumer_group)
+                keys = [self._keys.events, g.records, g.due, g.dlq]
+                args = [
+                    "release",
+                    claim.consumer_group,
+                    _entry_id(claim.event.position),
+                    claim.token,
+                ]
+                await self._settle(keys=keys, args=args, client=pipe)
+            return sum(bool(held) for held in await pipe.execute())
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         return await self._settle_one("retry", claim, due_ms - now_ms(), error)
@@ -703,12 +708,12 @@ class RedisEventStore:
 
     async def is_idle(self, groups: Sequence[str] | None = None) -> bool:
         names = await self.groups() if groups is None else list(groups)
-        pipe = self._redis.pipeline(transaction=False)
-        for name in names:
-            g = self._keys.group(name)
-            pipe.zcard(g.due)
-            await self._unread([self._keys.events, g.types], [name, 1], client=pipe)
-        return not any(await pipe.execute())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                g = self._keys.group(name)
+                pipe.zcard(g.due)
+                await self._unread([self._keys.events, g.types], [name, 1], client=pipe)
+            return not any(await pipe.execute())
 
     # -- dead-letter queue --------------------------------------------------------------------
 
@@ -750,10 +755,10 @@ class RedisEventStore:
     ) -> int:
         dlq = self._keys.group(consumer_group).dlq
         if event_ids is None:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hlen(dlq)
-            pipe.delete(dlq)
-            count, _ = await pipe.execute()
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hlen(dlq)
+                pipe.delete(dlq)
+                count, _ = await pipe.execute()
             return int(count)
         return int(await self._redis.hdel(dlq, *event_ids)) if event_ids else 0
 
@@ -771,17 +776,17 @@ class RedisEventStore:
 
     async def stats(self) -> dict[str, Any]:
         names = await self.groups()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xlen(self._keys.events)
-        pipe.hget(self._keys.meta, "kept_unacked")
-        for name in names:
-            g = self._keys.group(name)
-            await self._unread([self._keys.events, g.types], [name, 0], client=pipe)
-            pipe.zcard(g.due)
-            pipe.hlen(g.dlq)
-            pipe.hmget(g.counters, "delivered", "acked", "retried")
-            pipe.zcount(g.members, f"({now_ms()}", "+inf")
-        total, kept, *rest = await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self._keys.events)
+            pipe.hget(self._keys.meta, "kept_unacked")
+            for name in names:
+                g = self._keys.group(name)
+                await self._unread([self._keys.events, g.types], [name, 0], client=pipe)
+                pipe.zcard(g.due)
+                pipe.hlen(g.dlq)
+                pipe.hmget(g.counters, "delivered", "acked", "retried")
+                pipe.zcount(g.members, f"({now_ms()}", "+inf")
+            total, kept, *rest = await pipe.execute()
         groups: dict[str, dict[str, int]] = {}
         for i, name in enumerate(names):
             lag, pending, dlq, (delivered, acked, retried), consumers = rest[i * 5 : i * 5 + 5]
