@@ -92,3 +92,114 @@ def all_of(kind: type[T], items: Iterable[object]) -> list[T]:
         assert isinstance(item, kind), f"expected {kind.__name__}, got {item!r}"
         checked.append(item)
     return checked
+
+
+# -- fault injection (SPEC §7) ----------------------------------------------------------------
+
+
+def _store_methods() -> tuple[str, ...]:
+    """The async methods of the store protocol (base.EventStore), read from the protocol itself so
+    a method added there is wrapped too."""
+    import inspect
+
+    from eventkit.stores.base import EventStore
+
+    return tuple(
+        name
+        for name, value in vars(EventStore).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(value)
+    )
+
+
+class FlakyStore:
+    """A store that delegates every protocol method to a real store, and makes chosen methods
+    fail for their first N calls: `FlakyStore(store, fail={"ack": 3, "claim": 2})`.
+
+    The failure is `StoreUnavailableError` (as a store outage gives), or what `error(name)` makes.
+    `calls[name]` counts every call of a method (failed ones included), `failures[name]` the
+    injected failures, so a test can see that a failed call was tried again.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        fail: dict[str, int] | None = None,
+        *,
+        error: Callable[[str], BaseException] | None = None,
+    ) -> None:
+        from collections import Counter
+
+        self.inner = inner
+        self.fail = dict(fail or {})
+        unknown = set(self.fail) - set(_store_methods())
+        if unknown:
+            raise ValueError(f"not store protocol methods: {sorted(unknown)}")
+        self.calls: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self._error = error or _unavailable
+        #: seconds a method sleeps before it delegates (a store that hangs, e.g. reconnecting)
+        self.slow: dict[str, float] = {}
+
+    @property
+    def backend(self) -> str:
+        return str(self.inner.backend)
+
+    @property
+    def blocking_claims(self) -> bool:
+        return bool(self.inner.blocking_claims)
+
+    @property
+    def prefetch_claims(self) -> bool:
+        return bool(self.inner.prefetch_claims)
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls[name] += 1
+        if name in self.slow:
+            await asyncio.sleep(self.slow[name])
+        if self.failures[name] < self.fail.get(name, 0):
+            self.failures[name] += 1
+            raise self._error(name)
+        return await getattr(self.inner, name)(*args, **kwargs)
+
+    def exhausted(self) -> bool:
+        """True once every injected failure has happened."""
+        return all(self.failures[name] >= n for name, n in self.fail.items())
+
+    def __getattr__(self, name: str) -> Any:  # anything else a store has (path, namespace...)
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return f"FlakyStore({self.inner!r}, fail={self.fail!r})"
+
+
+def _unavailable(name: str) -> BaseException:
+    from eventkit.errors import StoreUnavailableError
+
+    return StoreUnavailableError(f"injected fault: {name} failed (FlakyStore)")
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    async def method(self: FlakyStore, *args: Any, **kwargs: Any) -> Any:
+        return await self._call(name, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+for _name in _store_methods():
+    setattr(FlakyStore, _name, _delegate(_name))
+del _name
+
+
+def kill_redis_server(server: Any) -> None:
+    """SIGKILL a tests.redis_server.RedisServer (no AOF flush, no goodbye) and reap it; start()
+    brings it back on the same port and data directory."""
+    import signal
+
+    process = server._process
+    assert process is not None and process.poll() is None, "redis-server is not running"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    server._process = None

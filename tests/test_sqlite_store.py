@@ -187,7 +187,6 @@ async def test_opening_another_applications_database_refuses_and_leaves_it_uncha
 ) -> None:
     import hashlib
 
-
     path = tmp_path / "other-app.db"
     with sqlite3.connect(path) as raw:
         raw.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
