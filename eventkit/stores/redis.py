@@ -842,13 +842,21 @@ def _stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEven
     belongs; such values are kept as they are (None when missing) and codec.decode refuses the
     event with a SerializationError, so it goes to the DLQ instead of failing every claim.
     """
-    if isinstance(fields, dict):
-        f = fields
-    elif len(fields) == 12 and fields[0] == "event_id" and fields[10] == "data":  # as appended
-        f = dict(zip(_FIELDS, fields[1::2], strict=True))
-    else:
-        f = dict(zip(fields[::2], fields[1::2], strict=False))
     ms, _, seq = entry_id.partition("-")
+    if (
+        type(fields) is list
+        and len(fields) == 12
+        and fields[0] == "event_id"
+        and fields[10] == "data"
+    ):  # as append wrote it: every delivery passes here, so read by position
+        try:
+            return StoredEvent(
+                (int(ms) << SEQ_BITS) | int(seq), fields[1], fields[3], int(fields[5]),
+                fields[7], int(fields[9]), fields[11], int(ms),
+            )  # fmt: skip
+        except ValueError:
+            pass  # a number field that is not one: kept as text below
+    f = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=False))
     values: Any = (
         (int(ms) << SEQ_BITS) | int(seq), f.get("event_id") or entry_id, f.get("event_type"),
         _number(f.get("version")), f.get("source"), _number(f.get("timestamp_ms")), f.get("data"),
