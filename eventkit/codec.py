@@ -3,105 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
-import json
 import typing
-import uuid
-from collections.abc import Callable
-from datetime import datetime
-from pathlib import PurePath
 from typing import Any
-
-import msgspec
 
 from eventkit import versioning
 from eventkit.checks import check_name, check_text, has_lone_surrogate
+from eventkit.clock import datetime_to_ms, ms_to_datetime
 from eventkit.errors import MigrationError, SerializationError, UnsupportedVersionError
-from eventkit.events import (
-    ENVELOPE_FIELDS,
-    BaseEvent,
-    Event,
-    datetime_to_ms,
-    ms_to_datetime,
-)
-from eventkit.stores.base import NewEvent, StoredEvent
+from eventkit.events import BaseEvent, Event, build_event, datetime_fields
+from eventkit.jsontext import REFUSED, dumps, json_safe, parse_object, parse_refused
+from eventkit.records import NewEvent, StoredEvent
+
+__all__ = ["DECODE_ERRORS", "decode", "decode_lenient", "dumps", "encode", "json_safe",
+           "parse_payload", "stored_to_dict"]  # fmt: skip
 
 #: errors that no retry can fix: the delivery goes to the DLQ at once
 DECODE_ERRORS = (SerializationError, UnsupportedVersionError, MigrationError)
-
-
-def _unknown(value: Any) -> Any:
-    """For msgspec: the one type it does not write itself."""
-    if isinstance(value, PurePath):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-#: the payload encoder: datetimes as RFC 3339 text, UUIDs as hex (as event ids are), enums as
-#: their values, sets and tuples as arrays, bytes as base64, Decimals and dataclasses too; five
-#: times as fast as json's C encoder, which publishing spends most of its time in
-_encode_fast = msgspec.json.Encoder(enc_hook=_unknown, uuid_format="hex").encode
-
-
-def _default(value: Any) -> Any:
-    """For json: what msgspec would write, so a payload reads the same whichever encoder wrote it."""
-    if isinstance(value, uuid.UUID):
-        return value.hex
-    return msgspec.to_builtins(value, builtin_types=(uuid.UUID,), enc_hook=_unknown)
-
-
-#: built once: json.dumps with these options would build a new encoder on every call
-_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
-#: the C encoder behind it, kept too: JSONEncoder.encode makes a new one per call (a quarter of
-#: its time). Without markers it has no cycle check: a cycle hits the recursion limit
-_make_c_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = typing.cast(
-    Any, json.encoder
-).c_make_encoder
-_C_ENCODER = (
-    None
-    if _make_c_encoder is None
-    else _make_c_encoder(
-        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-)
-#: reads a payload in a third of json.loads' time and to the same values (integers of any size
-#: included); what it refuses goes to json.loads, so both accept exactly the same text
-_parse_object: Callable[[str], dict[str, Any]] = msgspec.json.Decoder(dict).decode
-
-
-_new_tuple = tuple.__new__
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text. msgspec writes it unless the value holds a null: msgspec also writes
-    NaN and Infinity as null, where json keeps them, so a float is never lost to None. json
-    also takes what msgspec refuses (bool and None keys, subclasses of str and int) and names
-    what neither can write."""
-    try:
-        fast = _encode_fast(value)
-    except (TypeError, ValueError, RecursionError):
-        pass
-    else:
-        if b"null" not in fast:
-            return fast.decode()
-    if _C_ENCODER is None:
-        text = _ENCODER.encode(value)
-    else:
-        try:
-            text = "".join(_C_ENCODER(value, 0))
-        except RecursionError:
-            raise ValueError(
-                "circular reference (or nesting deeper than the recursion limit)"
-            ) from None
-    if has_lone_surrogate(text):  # msgspec refuses these; json would write what no store keeps
-        raise ValueError("it holds a lone surrogate, which is not valid Unicode text")
-    return text
-
-
-def json_safe(value: Any) -> Any:
-    """The value as plain JSON types (datetimes as ISO text, sets as lists)."""
-    return json.loads(dumps(value))
 
 
 def encode(event: BaseEvent) -> NewEvent:
@@ -136,8 +54,7 @@ def encode(event: BaseEvent) -> NewEvent:
             f"{event_type} event {event_id} has a timestamp or version that cannot be stored "
             f"({e}); use a datetime in years 1-9999 and an int version"
         ) from e
-    # what NewEvent(...) makes, without the Python frame of a named tuple's __new__
-    return _new_tuple(NewEvent, (event_id, event_type, version, source, timestamp_ms, data))
+    return NewEvent(event_id, event_type, version, source, timestamp_ms, data)
 
 
 #: event types already checked as names (a class's type is checked at its first publish)
@@ -153,23 +70,16 @@ def _check_envelope_text(event_id: object, event_type: str, source: object) -> N
 
 
 def parse_payload(stored: StoredEvent) -> dict[str, Any]:
+    """The stored payload as a dict; SerializationError when it is not a JSON object."""
     try:
-        return _parse_object(stored.data)
-    except (msgspec.MsgspecError, RecursionError, TypeError, ValueError):
+        return parse_object(stored.data)
+    except REFUSED:
         return _parse_refused(stored)
 
 
 def _parse_refused(stored: StoredEvent) -> dict[str, Any]:
-    """What msgspec refused, read by json.loads: it also reads the NaN, Infinity and lone
-    surrogates json writes, and its error says what is wrong with the rest."""
-    text = stored.data
-    if isinstance(text, str) and has_lone_surrogate(text):
-        raise SerializationError(
-            f"stored payload of {stored.event_type} event {stored.event_id} is not UTF-8 text; "
-            "inspect it with dlq_frame() and discard or fix it"
-        )
     try:
-        data = json.loads(text)
+        data = parse_refused(stored.data)
     except (TypeError, ValueError, RecursionError) as e:
         raise SerializationError(
             f"stored payload of {stored.event_type} event {stored.event_id} is not valid JSON "
@@ -192,12 +102,10 @@ def decode(stored: StoredEvent) -> BaseEvent:
     """
     try:
         try:  # parse_payload inline: a call less per delivery
-            data = _parse_object(stored.data)
-        except (msgspec.MsgspecError, RecursionError, TypeError, ValueError):
+            data = parse_object(stored.data)
+        except REFUSED:
             data = _parse_refused(stored)
-        plan = versioning.registry.derived.get((stored.event_type, stored.version))
-        if plan is None:
-            plan = _plan(stored.event_type, stored.version)
+        plan = _plan(stored.event_type, stored.version)
         template, event_id = plan.template, stored.event_id
         # the common case inline: a complete payload of the current version, nothing to convert
         source = stored.source
@@ -216,10 +124,10 @@ def decode(stored: StoredEvent) -> BaseEvent:
             if len(attributes) == len(template) and len(data) == len(template) - 3:
                 attributes["event_id"], attributes["source"] = event_id, source
                 attributes["timestamp"] = ms_to_datetime(stored.timestamp_ms)
-                event = object.__new__(plan.cls)  # type: ignore[arg-type]
+                event: Any = object.__new__(typing.cast(type, plan.cls))
                 event.__dict__ = attributes
                 return typing.cast(BaseEvent, event)
-        return build(
+        return build_event(
             stored.event_type,
             stored.version,
             data,
@@ -282,38 +190,43 @@ class _Plan:
 
     cls: type | None
     migrates: bool
-    fields: frozenset[str]
-    datetime_fields: tuple[str, ...]
-    #: set when a complete payload can become an instance without __init__ (see _template)
+    #: set when a complete payload can become an instance without __init__ (_instance_template)
     template: dict[str, Any] | None
 
 
+#: decode plans by stored (event type, version), for the registry generation they were made in
+_PLANS: dict[tuple[str, int], _Plan] = {}
+_plans_generation = -1
+
+
 def _plan(event_type: str, version: int) -> _Plan:
-    key = (event_type, version)
-    plan: _Plan | None = versioning.registry.derived.get(key)
+    """The decode plan of a stored (type, version), worked out once per registry generation."""
+    global _plans_generation
+    if _plans_generation != versioning.registry.generation:
+        _PLANS.clear()
+        _plans_generation = versioning.registry.generation
+    plan = _PLANS.get((event_type, version))
     if plan is None:
-        # once per stored (type, version): what an outside writer may have put in the envelope
-        if type(event_type) is not str or not event_type or has_lone_surrogate(event_type):
-            raise SerializationError(f"stored event type {event_type!r} is not a name")
-        if type(version) is not int or version < 1:
-            raise SerializationError(
-                f"stored {event_type} event has version {version!r}, not an integer >= 1"
-            )
-        current = versioning.registry.current_version(event_type)
-        cls = versioning.registry.current_class(event_type)
-        migrates = current is not None and version != current
-        datetime_fields = () if cls is None else _datetime_fields(cls)
-        plan = versioning.registry.derived[key] = _Plan(
-            cls,
-            migrates,
-            frozenset() if cls is None else _init_fields(cls),
-            datetime_fields,
-            None if cls is None or migrates or datetime_fields else _template(cls),
-        )
+        plan = _PLANS[(event_type, version)] = _make_plan(event_type, version)
     return plan
 
 
-def _template(cls: type) -> dict[str, Any] | None:
+def _make_plan(event_type: str, version: int) -> _Plan:
+    # once per stored (type, version): what an outside writer may have put in the envelope
+    if type(event_type) is not str or not event_type or has_lone_surrogate(event_type):
+        raise SerializationError(f"stored event type {event_type!r} is not a name")
+    if type(version) is not int or version < 1:
+        raise SerializationError(
+            f"stored {event_type} event has version {version!r}, not an integer >= 1"
+        )
+    current = versioning.registry.current_version(event_type)
+    cls = versioning.registry.current_class(event_type)
+    migrates = current is not None and version != current
+    fast = cls is not None and not migrates and not datetime_fields(cls)
+    return _Plan(cls, migrates, _instance_template(cls) if cls is not None and fast else None)
+
+
+def _instance_template(cls: type) -> dict[str, Any] | None:
     """The keys of the instance dict dataclass __init__ builds, in its order, for classes where
     copying this, filling it from a payload that has every field and setting it as __dict__
     makes the same object as __init__, in half its time (decoding is most of a consumer's work):
@@ -339,89 +252,6 @@ def _template(cls: type) -> dict[str, Any] | None:
     return dict.fromkeys(f.name for f in fields)
 
 
-def build(
-    event_type: str,
-    version: int,
-    data: dict[str, Any],
-    *,
-    event_id: str,
-    timestamp_ms: int,
-    source: str,
-) -> BaseEvent:
-    if (
-        type(event_id) is not str
-        or not event_id
-        or type(source) is not str
-        or has_lone_surrogate(event_id)
-        or has_lone_surrogate(source)
-    ):
-        raise SerializationError(
-            f"stored {event_type} event has an event_id {event_id!r} or source {source!r} "
-            "that is not text (not UTF-8, or missing)"
-        )
-    plan = _plan(event_type, version)
-    if plan.migrates:  # older (or newer: the error says so) than the current class
-        version, data = versioning.registry.migrate(event_type, version, data)
-    cls = plan.cls
-    timestamp = ms_to_datetime(timestamp_ms)
-    if cls is None:
-        return Event(event_type=event_type, version=version, data=data, event_id=event_id,
-                     timestamp=timestamp, source=source)  # fmt: skip
-    if not plan.fields.issuperset(data):
-        unknown = sorted(set(data) - plan.fields)
-        raise SerializationError(
-            f"stored {event_type} v{version} has fields {cls.__name__} does not declare: "
-            f"{', '.join(unknown)}; add them to the class or a migration that maps them"
-        )
-    for name in plan.datetime_fields:
-        if isinstance(data.get(name), str):
-            data[name] = datetime.fromisoformat(data[name])
-    try:
-        event = cls(event_id=event_id, timestamp=timestamp, source=source, **data)
-        return typing.cast(BaseEvent, event)
-    except TypeError as e:
-        raise SerializationError(
-            f"stored {event_type} v{version} does not fit {cls.__name__}: {e}; "
-            "add a migration that fills the missing fields"
-        ) from e
-    except Exception as e:  # the class's own checks (__post_init__) refuse it: no retry helps
-        raise SerializationError(
-            f"stored {event_type} v{version} is refused by {cls.__name__}: {type(e).__name__}: {e}; "
-            "discard it from the DLQ, or add a migration that makes it valid"
-        ) from e
-
-
-def decode_dict(record: dict[str, Any], expected: type[BaseEvent] | None = None) -> BaseEvent:
-    """An event from BaseEvent.to_dict() output (or a JSON Lines export row)."""
-    try:
-        event_type = record.get("event_type") or (expected.event_type if expected else None)
-        data = record.get("data", {})
-        if not isinstance(event_type, str) or not isinstance(data, dict):
-            raise SerializationError("a record needs a string event_type and a data object")
-        timestamp = record.get("timestamp")
-        if isinstance(timestamp, str):
-            timestamp_ms = datetime_to_ms(datetime.fromisoformat(timestamp))
-        elif isinstance(timestamp, datetime):
-            timestamp_ms = datetime_to_ms(timestamp)
-        else:
-            timestamp_ms = int(typing.cast(int, timestamp))
-        event = build(
-            event_type,
-            int(record.get("version", 1)),
-            dict(data),
-            event_id=str(record["event_id"]),
-            timestamp_ms=timestamp_ms,
-            source=str(record.get("source", "")),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise SerializationError(f"not an event record ({e!r}): {str(record)[:200]}") from e
-    if expected is not None and not isinstance(event, expected):
-        raise SerializationError(
-            f"record is a {type(event).__name__} ({event_type}), not a {expected.__name__}"
-        )
-    return event
-
-
 def stored_to_dict(stored: StoredEvent) -> dict[str, Any]:
     """The portable form of a stored event (JSON Lines export): ids, times and version kept."""
     return {
@@ -432,26 +262,3 @@ def stored_to_dict(stored: StoredEvent) -> dict[str, Any]:
         "timestamp": stored.timestamp_ms,
         "data": parse_payload(stored),
     }
-
-
-@functools.cache
-def _init_fields(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls) if f.init) - {
-        "event_id",
-        "timestamp",
-        "source",
-    }
-
-
-@functools.cache
-def _datetime_fields(cls: type) -> tuple[str, ...]:
-    try:
-        hints: dict[str, Any] = typing.get_type_hints(cls)
-    except Exception:  # annotations naming something local: fall back to their text
-        hints = {f.name: f.type for f in dataclasses.fields(cls)}
-    wanted = (datetime, datetime | None, "datetime", "datetime | None", "Optional[datetime]")
-    return tuple(
-        f.name
-        for f in dataclasses.fields(cls)
-        if hints.get(f.name) in wanted and f.name not in ENVELOPE_FIELDS
-    )

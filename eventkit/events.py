@@ -1,65 +1,31 @@
-"""Events as dataclasses: the envelope every event shares, a generic Event, and the sample domain."""
+"""Events as dataclasses: the envelope every event shares, a generic Event, how a payload dict
+becomes a typed event (migrated through the registry), and the sample domain."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import functools
+import typing
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
+
+from eventkit.checks import has_lone_surrogate
+from eventkit.clock import datetime_to_ms, ms_to_datetime, to_utc_ms, utc_now_ms
+from eventkit.errors import SerializationError
+from eventkit.jsontext import json_safe
+from eventkit.versioning import registry
+
+__all__ = [  # the clock's conversions are re-exported: events are where users look for them
+    "ENVELOPE_FIELDS", "BaseEvent", "Event", "create_event", "datetime_to_ms", "ms_to_datetime",
+    "utc_now_ms", "AssetDiscoveredEvent", "AssetProcessedEvent", "QualityAssessedEvent",
+    "WorkflowStartedEvent", "WorkflowCompletedEvent", "WorkflowFailedEvent",
+]  # fmt: skip
 
 ENVELOPE_FIELDS = frozenset({"event_id", "timestamp", "source"})
 
 E = TypeVar("E", bound="BaseEvent")
-
-
-def utc_now_ms() -> datetime:
-    """Now, in UTC, at the millisecond precision events are stored with."""
-    return ms_to_datetime(time.time_ns() // 1_000_000)
-
-
-def to_utc_ms(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC; precision is cut to milliseconds so a stored event
-    read back equals the one published."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-
-
-def datetime_to_ms(moment: datetime) -> int:
-    ms = _MILLISECONDS.get(moment)  # events made or read in this process: a lookup
-    if ms is not None:
-        return ms
-    if moment.tzinfo is not UTC:  # events keep UTC already: only foreign datetimes pay for this
-        moment = to_utc_ms(moment)
-    return (moment - _EPOCH) // _ONE_MS
-
-
-#: recent conversions, both ways: events published together share their milliseconds, and
-#: datetimes are immutable, so a batch reuses them (emptied when full, so they stay small)
-_DATETIMES: dict[int, datetime] = {}
-_MILLISECONDS: dict[datetime, int] = {}
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    moment = _DATETIMES.get(ms)
-    if moment is None:
-        try:
-            moment = _EPOCH + timedelta(milliseconds=int(ms))  # twice as fast as fromtimestamp()
-        except OverflowError:
-            raise ValueError(f"{ms} ms since the epoch is out of datetime's range") from None
-        if len(_DATETIMES) >= 4096:
-            _DATETIMES.clear()
-            _MILLISECONDS.clear()
-        _DATETIMES[ms] = moment
-        _MILLISECONDS[moment] = int(ms)
-    return moment
 
 
 def _new_event_id() -> str:
@@ -82,8 +48,6 @@ class BaseEvent:
         # a subclass naming its own event_type is registered at its version, so consumers get it
         # back typed; @versioned_event registers explicitly (and may replace this)
         if "event_type" in cls.__dict__ and not cls.__dict__.get("_abstract", False):
-            from eventkit.versioning import registry
-
             registry.register_class(cls, replace_existing=False)
 
     def __post_init__(self) -> None:
@@ -106,8 +70,6 @@ class BaseEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: envelope fields, the timestamp as epoch ms, the payload under "data"."""
-        from eventkit.codec import json_safe
-
         return {
             "event_id": self.event_id,
             "event_type": self.event_type,
@@ -120,9 +82,7 @@ class BaseEvent:
     @classmethod
     def from_dict(cls: type[E], record: dict[str, Any]) -> E:
         """Rebuild an event from to_dict() output, migrating older versions to the current class."""
-        from eventkit.codec import decode_dict
-
-        event = decode_dict(record, expected=None if cls is BaseEvent else cls)
+        event = event_from_dict(record, expected=None if cls is BaseEvent else cls)
         return event  # type: ignore[return-value]
 
 
@@ -137,6 +97,117 @@ class Event(BaseEvent):
 
     def payload(self) -> dict[str, Any]:
         return dict(self.data)
+
+
+def build_event(
+    event_type: str,
+    version: int,
+    data: dict[str, Any],
+    *,
+    event_id: str,
+    timestamp_ms: int,
+    source: str,
+) -> BaseEvent:
+    """A payload dict as an event of the current version of its type (migrated step by step), or
+    a generic Event for a type with no class. SerializationError (or the registry's
+    UnsupportedVersionError/MigrationError) when it cannot be one: no retry would help."""
+    if (
+        type(event_id) is not str
+        or not event_id
+        or type(source) is not str
+        or has_lone_surrogate(event_id)
+        or has_lone_surrogate(source)
+    ):
+        raise SerializationError(
+            f"stored {event_type} event has an event_id {event_id!r} or source {source!r} "
+            "that is not text (not UTF-8, or missing)"
+        )
+    current = registry.current_version(event_type)
+    if current is not None and version != current:  # older, or newer: the error says so
+        version, data = registry.migrate(event_type, version, data)
+    cls = registry.current_class(event_type)
+    timestamp = ms_to_datetime(timestamp_ms)
+    if cls is None:
+        return Event(event_type=event_type, version=version, data=data, event_id=event_id,
+                     timestamp=timestamp, source=source)  # fmt: skip
+    fields = payload_fields(cls)
+    if not fields.issuperset(data):
+        unknown = sorted(set(data) - fields)
+        raise SerializationError(
+            f"stored {event_type} v{version} has fields {cls.__name__} does not declare: "
+            f"{', '.join(unknown)}; add them to the class or a migration that maps them"
+        )
+    for name in datetime_fields(cls):
+        if isinstance(data.get(name), str):
+            data[name] = datetime.fromisoformat(data[name])
+    try:
+        return typing.cast(
+            BaseEvent, cls(event_id=event_id, timestamp=timestamp, source=source, **data)
+        )
+    except TypeError as e:
+        raise SerializationError(
+            f"stored {event_type} v{version} does not fit {cls.__name__}: {e}; "
+            "add a migration that fills the missing fields"
+        ) from e
+    except Exception as e:  # the class's own checks (__post_init__) refuse it: no retry helps
+        raise SerializationError(
+            f"stored {event_type} v{version} is refused by {cls.__name__}: {type(e).__name__}: {e}; "
+            "discard it from the DLQ, or add a migration that makes it valid"
+        ) from e
+
+
+def event_from_dict(record: dict[str, Any], expected: type[BaseEvent] | None = None) -> BaseEvent:
+    """An event from BaseEvent.to_dict() output (or a JSON Lines export row)."""
+    try:
+        event_type = record.get("event_type") or (expected.event_type if expected else None)
+        data = record.get("data", {})
+        if not isinstance(event_type, str) or not isinstance(data, dict):
+            raise SerializationError("a record needs a string event_type and a data object")
+        timestamp = record.get("timestamp")
+        if isinstance(timestamp, str):
+            timestamp_ms = datetime_to_ms(datetime.fromisoformat(timestamp))
+        elif isinstance(timestamp, datetime):
+            timestamp_ms = datetime_to_ms(timestamp)
+        else:
+            timestamp_ms = int(typing.cast(int, timestamp))
+        event = build_event(
+            event_type,
+            int(record.get("version", 1)),
+            dict(data),
+            event_id=str(record["event_id"]),
+            timestamp_ms=timestamp_ms,
+            source=str(record.get("source", "")),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        if isinstance(e, SerializationError):
+            raise
+        raise SerializationError(f"not an event record ({e!r}): {str(record)[:200]}") from e
+    if expected is not None and not isinstance(event, expected):
+        raise SerializationError(
+            f"record is a {type(event).__name__} ({event_type}), not a {expected.__name__}"
+        )
+    return event
+
+
+@functools.cache
+def payload_fields(cls: type) -> frozenset[str]:
+    """The payload fields a class takes in __init__ (envelope fields left out)."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.init) - ENVELOPE_FIELDS
+
+
+@functools.cache
+def datetime_fields(cls: type) -> tuple[str, ...]:
+    """Payload fields declared as datetimes: stored as RFC 3339 text, read back as datetimes."""
+    try:
+        hints: dict[str, Any] = typing.get_type_hints(cls)
+    except Exception:  # annotations naming something local: fall back to their text
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    wanted = (datetime, datetime | None, "datetime", "datetime | None", "Optional[datetime]")
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if hints.get(f.name) in wanted and f.name not in ENVELOPE_FIELDS
+    )
 
 
 _PAYLOAD_NAMES: dict[type, tuple[str, ...]] = {}

@@ -47,8 +47,9 @@ class EventRegistry:
     classes: dict[str, dict[int, type]] = field(default_factory=dict)
     descriptions: dict[tuple[str, int], str] = field(default_factory=dict)
     migrations: dict[str, dict[int, EventMigration]] = field(default_factory=dict)
-    #: what readers derive from the above (codec's decode plans); emptied by every change
-    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: counts changes, so what readers derive from the registry (codec's decode plans) knows
+    #: when it is stale
+    generation: int = field(default=0, repr=False, compare=False)
 
     def register_class(
         self, cls: type, *, replace_existing: bool = True, description: str = ""
@@ -63,7 +64,7 @@ class EventRegistry:
         existing = versions.get(version)
         if existing is not None and not replace_existing and not _same_definition(existing, cls):
             return
-        self.derived.clear()
+        self.generation += 1
         # the same class registered before at another version (class body default) is forgotten
         for other_version, other in list(versions.items()):
             if other is cls and other_version != version:
@@ -88,7 +89,7 @@ class EventRegistry:
             raise MigrationError(
                 f"{name} goes from version {start} to {end}: a migration must go up by at least 1"
             )
-        self.derived.clear()
+        self.generation += 1
         steps = self.migrations.setdefault(event_type, {})
         existing = steps.get(start)
         if existing is not None and type(existing).__qualname__ != type(migration).__qualname__:
@@ -156,7 +157,7 @@ class EventRegistry:
         """Take back the classes and migrations of an earlier copy()."""
         self.classes, self.descriptions = saved.classes, saved.descriptions
         self.migrations = saved.migrations
-        self.derived.clear()
+        self.generation += 1
 
     def copy(self) -> EventRegistry:
         return EventRegistry(

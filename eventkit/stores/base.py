@@ -10,28 +10,35 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import (
-    TYPE_CHECKING,
     Any,
     Literal,
-    NamedTuple,
     Protocol,
-    TypedDict,
     TypeVar,
     runtime_checkable,
 )
 
 from eventkit.checks import check_number
+from eventkit.clock import now_ms
 from eventkit.errors import EventKitError, StoreError
-from eventkit.events import ms_to_datetime
+from eventkit.records import (
+    Claim,
+    DeadLetter,
+    DeliveryRecord,
+    DeliveryStatus,
+    GroupStats,
+    NewEvent,
+    StoredEvent,
+    StoreStats,
+    TrimResult,
+)
 
-if TYPE_CHECKING:
-    from eventkit.events import BaseEvent
+__all__ = [  # the records are re-exported: stores and tests name them from here
+    "Claim", "DeadLetter", "DeliveryRecord", "DeliveryStatus", "EventStore", "GroupStart",
+    "GroupStats", "NewEvent", "StoreStats", "StoredEvent", "TrimResult", "WILDCARD",
+    "check_limit", "claim_cancel_safe", "error_boundary", "matches", "now_ms",
+]  # fmt: skip
 
 #: a group's start: all retained events, only those published after it, or from a timestamp (ms)
 GroupStart = Literal["earliest", "latest"] | int
@@ -39,142 +46,6 @@ GroupStart = Literal["earliest", "latest"] | int
 WILDCARD = "*"
 
 R = TypeVar("R")
-
-
-def now_ms() -> int:
-    """The one clock every store uses: UTC epoch milliseconds."""
-    return time.time_ns() // 1_000_000
-
-
-class DeliveryStatus(StrEnum):
-    """Where one event stands in one consumer group."""
-
-    #: handled successfully
-    ACKED = "acked"
-    #: leased to a consumer whose lease has not been settled
-    IN_FLIGHT = "in_flight"
-    #: failed, waiting for its retry time
-    RETRYING = "retrying"
-    #: moved to the group's dead-letter queue
-    DEAD = "dead"
-
-
-class NewEvent(NamedTuple):
-    """An encoded event ready to append: envelope fields plus the payload as JSON text."""
-
-    event_id: str
-    event_type: str
-    version: int
-    source: str
-    timestamp_ms: int
-    #: JSON object text of the payload fields only (no envelope fields)
-    data: str
-
-
-class StoredEvent(NamedTuple):
-    """An event as stored: its store-assigned position gives publish order. A named tuple, as
-    frames build columns from a million of them (twice as fast to make as a frozen dataclass)."""
-
-    position: int
-    event_id: str
-    event_type: str
-    version: int
-    source: str
-    timestamp_ms: int
-    data: str
-    #: when the store accepted it (for publish-to-ack latency)
-    published_ms: int
-
-
-class Claim(NamedTuple):
-    """One event leased to one consumer of a group; only the current holder's settle counts.
-    A named tuple: one is made per delivery, three times faster than a frozen dataclass."""
-
-    event: StoredEvent
-    consumer_group: str
-    consumer_name: str
-    #: 1 for the first delivery; a retry or a reclaim after an expired lease adds 1
-    attempt: int
-    lease_deadline_ms: int
-    #: opaque; identifies this lease so a stale holder cannot settle a newer one
-    token: str
-    #: the error of the previous attempt, e.g. "lease expired ..." after a consumer died
-    last_error: str | None = None
-
-    @property
-    def is_expired(self) -> bool:
-        return now_ms() > self.lease_deadline_ms
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event a group gave up on, with why, when and by whom; kept until replayed or discarded."""
-
-    stored: StoredEvent
-    consumer_group: str
-    consumer_name: str
-    attempts: int
-    failed_ms: int
-    last_error: str
-    traceback: str = ""
-
-    @property
-    def event(self) -> BaseEvent:
-        """The event, typed and migrated where possible, else a generic Event."""
-        from eventkit.codec import decode_lenient  # stores stay free of codec; records may decode
-
-        return decode_lenient(self.stored)
-
-    @property
-    def event_id(self) -> str:
-        return self.stored.event_id
-
-    @property
-    def failed_at(self) -> datetime:
-        return ms_to_datetime(self.failed_ms)
-
-
-class DeliveryRecord(NamedTuple):
-    """How one event went in one group: the raw material of latency and retry analysis."""
-
-    position: int
-    event_id: str
-    event_type: str
-    consumer_group: str
-    consumer_name: str
-    status: DeliveryStatus
-    attempts: int
-    published_ms: int
-    first_delivered_ms: int
-    acked_ms: int | None
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TrimResult:
-    #: events removed from the log
-    removed: int
-    #: events old enough to go but kept because some group has not acked them
-    kept_unacked: int
-
-
-class GroupStats(TypedDict):
-    lag: int
-    pending: int
-    dlq: int
-    delivered: int
-    acked: int
-    retried: int
-    consumers: int
-
-
-class StoreStats(TypedDict):
-    backend: str
-    total_events: int
-    pending_events: int
-    dlq_events: int
-    #: events the last trim kept because a group had not acked them
-    kept_unacked: int
 
 
 @runtime_checkable
