@@ -2,7 +2,7 @@
 
 Nothing a stored record, a handler or the store does ends a consumer (SPEC §7):
 - every delivery gets one Outcome from `decide`, the one place that holds the dead-letter rules;
-- `Consumer._settle` applies it and rides out store failures (WARNING, backoff, again) while the
+- `Settler` (settling.py) applies it and rides out store failures (WARNING, backoff, again) while the
   lease holds; past that the lease expires and the event comes back as an attempt, so nothing is
   lost; acks are flushed in the background the same way;
 - a worker task that ends anyway is logged at ERROR with its traceback, restarted and counted
@@ -12,22 +12,21 @@ Nothing a stored record, a handler or the store does ends a consumer (SPEC §7):
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
-import random
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from collections.abc import Sequence
 
 from eventkit import codec
-from eventkit.checks import check_number
-from eventkit.errors import LeaseLostError, SerializationError
-from eventkit.events import BaseEvent, ms_to_datetime
-from eventkit.stores.base import Claim, EventStore, now_ms
+from eventkit.clock import now_ms
+from eventkit.errors import SerializationError
+from eventkit.handlers import Delivery, Handler, adapt_handler
+from eventkit.policy import Outcome, Subscription, Verdict, decide, describe
+from eventkit.records import Claim
+from eventkit.settling import STORE_RETRY_MAX, Settler
+from eventkit.stores.base import EventStore
+
+__all__ = ["Consumer", "Delivery", "Handler", "LeaseTimer", "Subscription", "adapt_handler",
+           "describe"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -38,191 +37,11 @@ PREFETCH_YIELDS = 4
 STOP_RECHECK_SECONDS = 0.05
 #: after a batch that took over a quarter of its lease, claims stop prefetching for this long
 SLOW_BATCH_SECONDS = 60.0
-#: a failing store call (claim, settle, ack) is tried again after this pause, doubling to the cap
-STORE_RETRY_FIRST = 0.05
-STORE_RETRY_MAX = 2.0
 #: a worker that ended unexpectedly is restarted after this pause, doubling while it keeps ending
 RESTART_FIRST = 0.1
 RESTART_MAX = 5.0
 #: a worker that ran this long before ending starts the restart pause afresh
 RESTART_RESET_SECONDS = 30.0
-
-
-class Delivery:
-    """What a handler may know about its delivery, and how it keeps a long job's lease alive."""
-
-    def __init__(
-        self,
-        claim: Claim,
-        store: EventStore,
-        on_extend: Callable[[Delivery, int], None] | None = None,
-    ) -> None:
-        self._claim = claim
-        self._store = store
-        self._on_extend = on_extend  # moves the handler's time limit to the new lease deadline
-
-    @property
-    def attempt(self) -> int:
-        return self._claim.attempt
-
-    @property
-    def consumer_group(self) -> str:
-        return self._claim.consumer_group
-
-    @property
-    def consumer_name(self) -> str:
-        return self._claim.consumer_name
-
-    @property
-    def lease_deadline(self) -> datetime:
-        return ms_to_datetime(self._claim.lease_deadline_ms)
-
-    @property
-    def claim(self) -> Claim:
-        return self._claim
-
-    async def extend_lease(self, seconds: float) -> datetime:
-        """Keep the event for `seconds` more from now; LeaseLostError if it was already lost."""
-        check_number("seconds", seconds, minimum=0, allow_minimum=False)
-        extended = await self._store.extend_lease(self._claim, int(seconds * 1000))
-        if extended is None:
-            raise LeaseLostError(
-                f"lease on {self._claim.event.event_id} in {self.consumer_group!r} was lost "
-                "(expired or taken over); extend it earlier, or raise lease_seconds"
-            )
-        self._claim = extended
-        if self._on_extend is not None:
-            self._on_extend(self, extended.lease_deadline_ms)
-        return self.lease_deadline
-
-    def __repr__(self) -> str:
-        return (
-            f"Delivery(attempt={self.attempt}, consumer_group={self.consumer_group!r}, "
-            f"consumer_name={self.consumer_name!r}, lease_deadline={self.lease_deadline!r})"
-        )
-
-
-class Handler:
-    """A user's handler, called the way it was written: an object with handle_event, an async
-    or a plain function, taking the event and optionally a Delivery."""
-
-    __slots__ = ("target", "wants_delivery")
-
-    def __init__(self, target: Callable[..., Any], wants_delivery: bool) -> None:
-        self.target = target
-        self.wants_delivery = wants_delivery
-
-    def call(self, event: BaseEvent, delivery: Delivery | None) -> Any:
-        """The handler's result: an awaitable for async handlers (the caller awaits it)."""
-        return self.target(event, delivery) if self.wants_delivery else self.target(event)
-
-    async def __call__(self, event: BaseEvent, delivery: Delivery | None = None) -> None:
-        result = self.call(event, delivery)
-        if result is not None and inspect.isawaitable(result):
-            await result
-
-
-def adapt_handler(handler: Any) -> Handler:
-    target = getattr(handler, "handle_event", handler)
-    if not callable(target):
-        raise TypeError(
-            f"handler {handler!r} is not callable and has no handle_event(event) method"
-        )
-    return Handler(target, _positional_arity(target) >= 2)
-
-
-def _positional_arity(target: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(1 for p in params if p.kind in kinds)
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """The settings of one persistent subscription (SPEC §3 subscribe_persistent)."""
-
-    event_types: tuple[str, ...]
-    consumer_group: str
-    consumer_name: str
-    handler: Handler
-    batch_size: int = 10
-    max_retries: int = 3
-    lease_seconds: float = 30.0
-    retry_delay: float = 0.5
-    max_retry_delay: float = 60.0
-
-    @functools.cached_property
-    def max_attempts(self) -> int:
-        return 1 + self.max_retries
-
-    @functools.cached_property
-    def lease_ms(self) -> int:  # read for every delivery
-        return max(1, int(self.lease_seconds * 1000))
-
-
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
-    """Delay before the retry that follows failed attempt `attempt`: base*2^(attempt-1), capped,
-    with jitter in [50 %, 100 %] so retries of many events spread out."""
-    delay = min(cap, base * 2 ** min(max(0, attempt - 1), 64))
-    return float(delay * (0.5 + 0.5 * random.random()))
-
-
-def describe(error: BaseException) -> str:
-    """`Type: message` for logs and the DLQ; never raises, whatever the exception's str() does."""
-    try:
-        text = str(error)
-    except Exception:
-        text = "<its str() raised>"
-    return f"{type(error).__name__}: {text}"
-
-
-def format_traceback(error: BaseException) -> str:
-    try:
-        return "".join(traceback.format_exception(error))
-    except Exception:  # a traceback is help, not a reason to fail the delivery's outcome
-        return describe(error)
-
-
-class Verdict(StrEnum):
-    ACK = "ack"
-    RETRY = "retry"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What becomes of one delivery."""
-
-    verdict: Verdict
-    error: str = ""
-    traceback: str = ""
-    #: when a retry is due (epoch ms)
-    due_ms: int = 0
-
-
-ACKED = Outcome(Verdict.ACK)
-
-
-def decide(claim: Claim, subscription: Subscription, error: BaseException | str | None) -> Outcome:
-    """Every dead-letter rule, in one place. No error: ack. An error no retry can fix (the stored
-    record cannot be read, its version is not supported): the DLQ now. The last allowed attempt
-    (1 + max_retries) failed, or earlier attempts died with their leases: the DLQ. Otherwise a
-    retry after exponential backoff. `error` may be text (the last error of a lease that expired)."""
-    if error is None:
-        return ACKED
-    if isinstance(error, str):
-        text, trace = error, ""
-    else:
-        text, trace = describe(error), format_traceback(error)
-    if isinstance(error, codec.DECODE_ERRORS) or claim.attempt >= subscription.max_attempts:
-        return Outcome(Verdict.DEAD, text, trace)
-    delay = backoff_seconds(claim.attempt, subscription.retry_delay, subscription.max_retry_delay)
-    return Outcome(Verdict.RETRY, text, trace, now_ms() + int(delay * 1000))
 
 
 class LeaseTimer:
@@ -265,8 +84,7 @@ class Consumer:
         self._handling = False
         self._supervisor: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._acks: list[Claim] = []
-        self._ack_task: asyncio.Task[None] | None = None
+        self._settler = Settler(store, subscription.consumer_group, lambda: self._stopping)
         self._next_due_ms: int | None = None
         self._claim_failures = 0
         self._timer = LeaseTimer()
@@ -289,7 +107,7 @@ class Consumer:
     @property
     def acks_pending(self) -> bool:
         """Handled events whose acks have not reached the store yet."""
-        return bool(self._acks)
+        return self._settler.acks_pending
 
     async def stop(self, timeout: float) -> None:
         """Finish the handler in flight (up to timeout), then cancel it; its event is released."""
@@ -315,9 +133,7 @@ class Consumer:
         if self._supervisor is not None and not self._supervisor.done():
             self._supervisor.cancel()
             await asyncio.wait({self._supervisor})
-        if self._ack_task is not None:
-            await asyncio.wait({self._ack_task})
-        await self._flush_acks()
+        await self._settler.drain()
 
     # -- supervision ----------------------------------------------------------------------------
 
@@ -397,7 +213,7 @@ class Consumer:
                     self._handling = False
                 if loop.time() - started > sub.lease_seconds / 4:
                     slow_until = loop.time() + SLOW_BATCH_SECONDS
-                if self._acks:
+                if self._settler.acks_pending:
                     # handlers that never yield (no-op, CPU-only) would starve the ack task: let
                     # it take this batch's acks before the next claim
                     await asyncio.sleep(0)
@@ -581,74 +397,16 @@ class Consumer:
     # -- settling -----------------------------------------------------------------------------
 
     async def _settle(self, claim: Claim, outcome: Outcome) -> None:
-        """Apply a retry or dead-letter outcome. A failing store is tried again with backoff while
-        the lease holds; past it the lease expires and the event comes back as an attempt."""
-        self._timer.move_to(None)
-        sub, pause = self.subscription, STORE_RETRY_FIRST
-        while True:
-            try:
-                if outcome.verdict is Verdict.DEAD:
-                    await self.store.dead_letter(
-                        claim, error=outcome.error, traceback=outcome.traceback
-                    )
-                elif await self.store.retry_later(
-                    claim, due_ms=outcome.due_ms, error=outcome.error
-                ):
-                    self._note_due(outcome.due_ms)
-                return
-            except Exception as e:
-                give_up = self._stopping or now_ms() + pause * 1000 >= claim.lease_deadline_ms
-                logger.warning(
-                    "%s of %s in %s failed: %s; %s", outcome.verdict.value, claim.event.event_id,
-                    sub.consumer_group, describe(e),
-                    "its lease will expire and it comes back as an attempt" if give_up
-                    else f"trying again in {pause:.2f} s",
-                )  # fmt: skip
-                if give_up:
-                    return
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, STORE_RETRY_MAX)
-
-    def _note_due(self, due_ms: int) -> None:
-        self._next_due_ms = due_ms if self._next_due_ms is None else min(self._next_due_ms, due_ms)
+        self._timer.move_to(None)  # store calls are bounded by the lease, not the handler's timer
+        if await self._settler.settle(claim, outcome) and outcome.verdict is Verdict.RETRY:
+            due = outcome.due_ms
+            self._next_due_ms = due if self._next_due_ms is None else min(self._next_due_ms, due)
 
     async def _release(self, claims: Sequence[Claim]) -> None:
-        try:
-            await asyncio.shield(self.store.release(claims))
-        except Exception as e:  # the leases will expire and the events come back anyway
-            logger.warning("could not release %d claims: %s", len(claims), describe(e))
+        await self._settler.release(claims)
 
     def _queue_ack(self, claim: Claim) -> None:
-        self._acks.append(claim)
-        if self._ack_task is None or self._ack_task.done():
-            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
-
-    async def _flush_acks(self) -> None:
-        """Ack as soon as handlers finish, together when they finish faster than one write. A
-        failing store is tried again while the leases hold (after that acks no longer count)."""
-        pause = STORE_RETRY_FIRST
-        while self._acks:
-            batch, self._acks = self._acks, []
-            try:
-                await self.store.ack(batch)
-                pause = STORE_RETRY_FIRST
-                continue
-            except Exception as e:
-                horizon = now_ms() + int(pause * 1000)
-                alive = (
-                    [] if self._stopping else [c for c in batch if c.lease_deadline_ms > horizon]
-                )
-                logger.warning(
-                    "ack of %d events in %s failed: %s; %s", len(batch),
-                    self.subscription.consumer_group, describe(e),
-                    f"trying again in {pause:.2f} s" if alive
-                    else "they come back when their leases expire",
-                )  # fmt: skip
-                self._acks[:0] = alive
-                if not alive:
-                    continue
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, STORE_RETRY_MAX)
+        self._settler.queue_ack(claim)
 
 
 def _permanent(error: Exception) -> Exception:

@@ -20,7 +20,8 @@ from eventkit.versioning import registry
 __all__ = [  # the clock's conversions are re-exported: events are where users look for them
     "ENVELOPE_FIELDS", "BaseEvent", "Event", "create_event", "datetime_to_ms", "ms_to_datetime",
     "utc_now_ms", "AssetDiscoveredEvent", "AssetProcessedEvent", "QualityAssessedEvent",
-    "WorkflowStartedEvent", "WorkflowCompletedEvent", "WorkflowFailedEvent",
+    "WorkflowStartedEvent", "WorkflowCompletedEvent", "WorkflowFailedEvent", "SAMPLE_EVENTS",
+    "build_event", "event_from_dict", "payload_fields", "datetime_fields",
 ]  # fmt: skip
 
 ENVELOPE_FIELDS = frozenset({"event_id", "timestamp", "source"})

@@ -17,7 +17,7 @@ import pytest
 from eventkit import BaseEvent, Event, EventBus, EventStoreConfig, create_event
 from eventkit.codec import decode, dumps, encode
 from eventkit.errors import SerializationError
-from eventkit.events import SAMPLE_EVENTS, AssetDiscoveredEvent
+from eventkit.events import SAMPLE_EVENTS, AssetDiscoveredEvent, datetime_fields
 from eventkit.stores.base import StoredEvent
 
 SAMPLE_VALUES: dict[str, Any] = {
@@ -219,3 +219,15 @@ def test_payload_holds_the_fields_only_however_the_instance_was_changed() -> Non
     event.asset_id = "b"  # the instance dict's order changed
     assert event.payload() == {**expected, "asset_id": "b"}
     assert Slim(n=4).payload() == {"n": 4}
+
+
+@pytest.mark.parametrize("cls", SAMPLE_EVENTS, ids=lambda c: c.event_type)
+def test_sample_events_take_the_fast_decode_path(cls: type[BaseEvent]) -> None:
+    """codec._instance_template relies on how dataclasses generates __init__ (its code's
+    qualified name); if a Python release changes that, decoding silently halves its speed:
+    this fails loudly instead, so the check can be updated."""
+    from eventkit.codec import _plan
+
+    if datetime_fields(cls):
+        return  # such classes convert text to datetimes: always built by __init__
+    assert _plan(cls.event_type, cls.version).template is not None, cls

@@ -16,7 +16,7 @@ ALLOWED_UPWARD = {("eventkit.records", "eventkit.codec")}
 #: what a store may not import: the model, its encoding, delivery policy and the bus
 ABOVE_STORES = {
     "eventkit.events", "eventkit.versioning", "eventkit.codec", "eventkit.consumer",
-    "eventkit.bus", "eventkit.delivery", "eventkit.handlers",
+    "eventkit.bus", "eventkit.policy", "eventkit.handlers", "eventkit.settling",
 }  # fmt: skip
 NOTEBOOK_LIBRARIES = {"pandas", "numpy", "matplotlib", "ipywidgets", "IPython", "pyarrow"}
 

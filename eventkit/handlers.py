@@ -1,0 +1,110 @@
+"""Handlers as users write them (an object with handle_event, an async or a plain function, with
+or without a Delivery), and the Delivery a handler may take to see and extend its lease."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from eventkit.checks import check_number
+from eventkit.clock import ms_to_datetime
+from eventkit.errors import LeaseLostError
+from eventkit.events import BaseEvent
+from eventkit.records import Claim
+from eventkit.stores.base import EventStore
+
+
+class Delivery:
+    """What a handler may know about its delivery, and how it keeps a long job's lease alive."""
+
+    def __init__(
+        self,
+        claim: Claim,
+        store: EventStore,
+        on_extend: Callable[[Delivery, int], None] | None = None,
+    ) -> None:
+        self._claim = claim
+        self._store = store
+        self._on_extend = on_extend  # moves the handler's time limit to the new lease deadline
+
+    @property
+    def attempt(self) -> int:
+        return self._claim.attempt
+
+    @property
+    def consumer_group(self) -> str:
+        return self._claim.consumer_group
+
+    @property
+    def consumer_name(self) -> str:
+        return self._claim.consumer_name
+
+    @property
+    def lease_deadline(self) -> datetime:
+        return ms_to_datetime(self._claim.lease_deadline_ms)
+
+    @property
+    def claim(self) -> Claim:
+        return self._claim
+
+    async def extend_lease(self, seconds: float) -> datetime:
+        """Keep the event for `seconds` more from now; LeaseLostError if it was already lost."""
+        check_number("seconds", seconds, minimum=0, allow_minimum=False)
+        extended = await self._store.extend_lease(self._claim, int(seconds * 1000))
+        if extended is None:
+            raise LeaseLostError(
+                f"lease on {self._claim.event.event_id} in {self.consumer_group!r} was lost "
+                "(expired or taken over); extend it earlier, or raise lease_seconds"
+            )
+        self._claim = extended
+        if self._on_extend is not None:
+            self._on_extend(self, extended.lease_deadline_ms)
+        return self.lease_deadline
+
+    def __repr__(self) -> str:
+        return (
+            f"Delivery(attempt={self.attempt}, consumer_group={self.consumer_group!r}, "
+            f"consumer_name={self.consumer_name!r}, lease_deadline={self.lease_deadline!r})"
+        )
+
+
+class Handler:
+    """A user's handler, called the way it was written: an object with handle_event, an async
+    or a plain function, taking the event and optionally a Delivery."""
+
+    __slots__ = ("target", "wants_delivery")
+
+    def __init__(self, target: Callable[..., Any], wants_delivery: bool) -> None:
+        self.target = target
+        self.wants_delivery = wants_delivery
+
+    def call(self, event: BaseEvent, delivery: Delivery | None) -> Any:
+        """The handler's result: an awaitable for async handlers (the caller awaits it)."""
+        return self.target(event, delivery) if self.wants_delivery else self.target(event)
+
+    async def __call__(self, event: BaseEvent, delivery: Delivery | None = None) -> None:
+        result = self.call(event, delivery)
+        if result is not None and inspect.isawaitable(result):
+            await result
+
+
+def adapt_handler(handler: Any) -> Handler:
+    target = getattr(handler, "handle_event", handler)
+    if not callable(target):
+        raise TypeError(
+            f"handler {handler!r} is not callable and has no handle_event(event) method"
+        )
+    return Handler(target, _positional_arity(target) >= 2)
+
+
+def _positional_arity(target: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in kinds)
