@@ -11,16 +11,37 @@ import subprocess
 import sys
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from eventkit import BaseEvent, EventBus, EventStoreConfig
 from eventkit.codec import encode
 from eventkit.errors import StoreUnavailableError
-from eventkit.stores.base import Claim
+from eventkit.stores.base import (
+    Claim,
+    DeadLetter,
+    DeliveryRecord,
+    DeliveryStatus,
+    NewEvent,
+    StoredEvent,
+    TrimResult,
+)
 from eventkit.stores.redis import RedisEventStore
+from eventkit.stores.redis_keys import Keys
+from eventkit.stores.redis_records import (
+    ENTRY_FIELDS,
+    SEQ_BITS,
+    RawRecord,
+    dead_letter,
+    read_record,
+    stored,
+    to_entry_id,
+    to_position,
+)
 from tests.helpers import Recorder, discovered, new_events, wait_until
 from tests.redis_server import RedisServer
 
@@ -291,3 +312,191 @@ async def test_closing_an_idle_bus_does_not_wait_out_blocking_claims(server: Red
     await bus.close(timeout=30)
     # three consumers each blocked in XREAD for up to 1 s: cancelled, not waited out
     assert loop.time() - started < 0.5
+
+
+# -- what the scripts write, read back by the Python reader -------------------------------------
+
+
+class Between:
+    """Equal to any integer in [low, high]: a time the server stamped during one operation."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and self.low <= other <= self.high
+
+    def __repr__(self) -> str:
+        return f"Between({self.low}, {self.high})"
+
+
+class RawView:
+    """A plain redis client on one namespace: the hashes as the scripts left them, parsed by
+    redis_records' readers, and the server's clock around each operation."""
+
+    def __init__(self, url: str, namespace: str, group: str) -> None:
+        self.client = aioredis.from_url(url, decode_responses=True)
+        self.keys = Keys(namespace)
+        self.group = self.keys.group(group)
+        self.group_name = group
+
+    async def now_ms(self) -> int:
+        seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def during(self, operation: Awaitable[Any]) -> tuple[Any, Between]:
+        """The operation's result, and the server times it may have stamped."""
+        before = await self.now_ms()
+        result = await operation
+        return result, Between(before, await self.now_ms())
+
+    async def records(self) -> dict[str, RawRecord]:
+        texts: dict[str, str] = await self.client.hgetall(self.group.records)
+        for text in texts.values():  # every writer keeps one key order: the one ack relies on
+            keys = list(json.loads(text))
+            assert keys == list(RawRecord._fields[: len(keys)]), text
+        return {entry_id: read_record(text) for entry_id, text in texts.items()}
+
+    async def dead_letters(self) -> dict[str, DeadLetter]:
+        texts: dict[str, str] = await self.client.hgetall(self.group.dlq)
+        return {event_id: dead_letter(self.group_name, text) for event_id, text in texts.items()}
+
+    async def entry(self, entry_id: str) -> list[str]:
+        """A stream entry's fields as the scripts see them: [name, value, ...]."""
+        [(_, fields)] = await self.client.xrange(self.keys.events, entry_id, entry_id)
+        return [text for pair in fields.items() for text in pair]
+
+
+def _leased(event: NewEvent, token: str, consumer: str, first: Any, lease_ms: int) -> RawRecord:
+    """The record of a first delivery, as claim writes it."""
+    return RawRecord("in_flight", token, None, consumer, 1, first, lease_ms, event.event_id,
+                     event.event_type, None)  # fmt: skip
+
+
+async def test_append_writes_entries_the_python_reader_reads_back(redis_url: str) -> None:
+    namespace = _namespace()
+    store, raw = await _opened(redis_url, namespace), RawView(redis_url, namespace, "g")
+    try:
+        events = new_events(3)
+        positions = await store.append(events)
+        for event, position in zip(events, positions, strict=True):
+            entry_id = to_entry_id(position)
+            fields = await raw.entry(entry_id)
+            assert fields[::2] == list(ENTRY_FIELDS)  # the layout stored() reads by position
+            want = StoredEvent(position, *event, published_ms=position >> SEQ_BITS)
+            assert stored(entry_id, fields) == want  # as a script returns it
+            as_dict = dict(zip(fields[::2], fields[1::2], strict=True))
+            assert stored(entry_id, as_dict) == want  # as XRANGE returns it
+        assert await store.read() == [stored(to_entry_id(p), await raw.entry(to_entry_id(p)))
+                                      for p in positions]  # fmt: skip
+    finally:
+        await store.close()
+        await raw.client.aclose()
+
+
+async def test_every_script_writes_delivery_records_the_python_reader_reads_back(
+    redis_url: str,
+) -> None:
+    """claim (first delivery, due again, lease expired), ack, retry, dead-letter, release,
+    replay and extend each leave a record (dead-letter also a DLQ entry) that the Python readers
+    parse field by field, and that ack, which checks a lease on the record's text, accepts."""
+    namespace = _namespace()
+    store, raw = await _opened(redis_url, namespace), RawView(redis_url, namespace, "g")
+    me = 'w/1 "é"'  # text each JSON encoder must escape alike
+    try:
+        await store.ensure_group("g", ["*"])
+        events = new_events(6)
+        ids = [to_entry_id(p) for p in await store.append(events)]
+        claims, first = await raw.during(store.claim("g", me, limit=5, lease_ms=30_000))
+        want = {ids[i]: _leased(e, claims[0].token, me, first, 30_000)
+                for i, e in enumerate(events[:5])}  # fmt: skip
+        [short], leased = await raw.during(store.claim("g", "short", limit=1, lease_ms=1))
+        want[ids[5]] = _leased(events[5], short.token, "short", leased, 1)
+        assert await raw.records() == want
+
+        _, acked = await raw.during(store.ack(claims[:1]))
+        want[ids[0]] = want[ids[0]]._replace(status="acked", token="", acked_ms=acked)
+        assert await store.retry_later(claims[1], due_ms=0, error="boom")
+        want[ids[1]] = want[ids[1]]._replace(status="retrying", token="", last_error="boom")
+        _, failed = await raw.during(store.dead_letter(claims[2], error="fatal", traceback="tb"))
+        want[ids[2]] = want[ids[2]]._replace(status="dead", token="", last_error="fatal")
+        assert await store.release(claims[3:4]) == 1
+        want[ids[3]] = want[ids[3]]._replace(status="retrying", token="", attempts=0)
+        assert await store.extend_lease(claims[4], 60_000) is not None
+        want[ids[4]] = want[ids[4]]._replace(lease_ms=60_000)
+        assert await raw.records() == want
+        letter = DeadLetter(claims[2].event, "g", me, 1, failed, "fatal", "tb")
+        assert await raw.dead_letters() == {events[2].event_id: letter}
+
+        assert await store.replay_dead_letters("g") == 1
+        want[ids[2]] = want[ids[2]]._replace(status="retrying", attempts=0)
+        assert await raw.records() == want and await raw.dead_letters() == {}
+
+        await asyncio.sleep(0.05)  # the lease of events[5] has expired
+
+        again = await store.claim("g", "w2", limit=10, lease_ms=20_000)
+        by_id = {c.event.event_id: c.event for c in [*claims, short]}
+        assert sorted(c.event for c in again) == [by_id[events[i].event_id] for i in (1, 2, 3, 5)]
+        for i, attempts in ((1, 2), (2, 1), (3, 1), (5, 2)):
+            want[ids[i]] = want[ids[i]]._replace(status="in_flight", token=again[0].token,
+                                                 consumer="w2", attempts=attempts, lease_ms=20_000)  # fmt: skip
+        [expired] = [c.last_error or "" for c in again if c.event.event_id == events[5].event_id]
+        assert "lease expired" in expired and "short" in expired
+        want[ids[5]] = want[ids[5]]._replace(last_error=expired)
+        assert await raw.records() == want
+        for claim in again:  # the claim carries what the record holds
+            record = want[to_entry_id(claim.event.position)]
+            assert (claim.attempt, claim.last_error) == (record.attempts, record.last_error)
+
+        # ack checks the lease on the text: it accepts what the due path and extend wrote
+        counted, done = await raw.during(store.ack([*again, claims[4]]))
+        assert counted == 5
+        for i in (1, 2, 3, 4, 5):
+            want[ids[i]] = want[ids[i]]._replace(status="acked", token="", acked_ms=done)
+        assert await raw.records() == want
+        assert await store.deliveries("g") == [  # the public record, from the same reader
+            DeliveryRecord(to_position(i), r.event_id, r.event_type, "g", r.consumer,
+                           DeliveryStatus(r.status), r.attempts, to_position(i) >> SEQ_BITS,
+                           r.first_ms, r.acked_ms, r.last_error)
+            for i, r in sorted(want.items(), key=lambda item: to_position(item[0]))
+        ]  # fmt: skip
+    finally:
+        await store.close()
+        await raw.client.aclose()
+
+
+async def test_replay_after_a_trim_keeps_the_event_in_its_record_and_delivers_it(
+    redis_url: str,
+) -> None:
+    """A dead letter whose entry a trim removed: replay writes a record holding the entry's
+    fields (copy), claim delivers the event from it, ack settles it, and the reader reads each."""
+    namespace = _namespace()
+    store, raw = await _opened(redis_url, namespace), RawView(redis_url, namespace, "g")
+    try:
+        await store.ensure_group("g", ["*"])
+        [event] = new_events(1)
+        [entry_id] = [to_entry_id(p) for p in await store.append([event])]
+        fields = await raw.entry(entry_id)
+        [claim] = await store.claim("g", "w", limit=1, lease_ms=30_000)
+        assert await store.dead_letter(claim, error="fatal")
+        assert await store.trim(max_events=0) == TrimResult(1, 0)
+        assert await store.read() == [] and await raw.records() == {}
+        assert (await raw.dead_letters())[event.event_id].stored == claim.event
+
+        replayed, at = await raw.during(store.replay_dead_letters("g"))
+        assert replayed == 1
+        want = RawRecord("retrying", "", None, "w", 0, at, None, event.event_id, event.event_type,
+                         None, fields)  # fmt: skip
+        assert await raw.records() == {entry_id: want}
+
+        [again] = await store.claim("g", "w2", limit=1, lease_ms=30_000)
+        assert again.event == claim.event and again.attempt == 1
+        want = want._replace(status="in_flight", token=again.token, consumer="w2", attempts=1,
+                             lease_ms=30_000)  # fmt: skip
+        assert await raw.records() == {entry_id: want}
+        _, acked = await raw.during(store.ack([again]))
+        assert await raw.records() == {entry_id: want._replace(status="acked", token="",
+                                                               acked_ms=acked)}  # fmt: skip
+    finally:
+        await store.close()
+        await raw.client.aclose()

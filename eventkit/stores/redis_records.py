@@ -1,0 +1,118 @@
+"""What the Redis store holds, on the Python side: stream entries, delivery records, dead letters.
+
+redis_lua/lib.lua writes all three (FIELDS with append.lua, encode_record, encode_dead_letter);
+this module is the one Python reader of each, gives append its arguments in the entry's field
+order, and maps positions to stream entry ids and back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any, NamedTuple
+
+from eventkit.stores.base import DeadLetter, DeliveryRecord, DeliveryStatus, NewEvent, StoredEvent
+
+#: position = ms << SEQ_BITS | seq of the entry id "ms-seq": a bijection while seq < 2**20 (a
+#: million entries in one millisecond), and below 2**63 until the year 2248
+SEQ_BITS = 20
+
+#: a stream entry's field names, in the order append writes them (lib.lua FIELDS)
+ENTRY_FIELDS = ("event_id", "event_type", "version", "source", "timestamp_ms", "data")
+_ENTRY_NAMES = list(ENTRY_FIELDS)  # a script replies with a list: compared as one
+_entry_values = attrgetter(*ENTRY_FIELDS)
+
+
+def to_position(entry_id: str) -> int:
+    ms, _, seq = entry_id.partition("-")
+    return (int(ms) << SEQ_BITS) | int(seq)
+
+
+def to_entry_id(position: int) -> str:
+    return f"{position >> SEQ_BITS}-{position & ((1 << SEQ_BITS) - 1)}"
+
+
+def entry_values(events: Sequence[NewEvent]) -> list[str | int]:
+    """The append script's arguments: each event's values in ENTRY_FIELDS order."""
+    values: list[str | int] = []
+    for event in events:
+        values += _entry_values(event)
+    return values
+
+
+def stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEvent:
+    """A stream entry (a script's flat [name, value, ...] list, or XRANGE's dict) as stored.
+
+    Never fails: an entry another program wrote may lack fields or hold text where a number
+    belongs; such values are kept as they are (None when missing) and codec.decode refuses the
+    event with a SerializationError, so it goes to the DLQ instead of failing every claim.
+    """
+    ms, _, seq = entry_id.partition("-")
+    position = (int(ms) << SEQ_BITS) | int(seq)
+    if type(fields) is list and fields[::2] == _ENTRY_NAMES:
+        # as append wrote it (every delivery passes here): read by position, in ENTRY_FIELDS order
+        event_id, event_type, version, source, timestamp_ms, data = fields[1::2]
+        try:
+            return StoredEvent(
+                position, event_id, event_type, int(version), source, int(timestamp_ms), data,
+                int(ms),
+            )  # fmt: skip
+        except ValueError:
+            pass  # a number field that is not one: kept as text below
+    f = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=False))
+    values: Any = (
+        position, f.get("event_id") or entry_id, f.get("event_type"), _number(f.get("version")),
+        f.get("source"), _number(f.get("timestamp_ms")), f.get("data"), int(ms),
+    )  # fmt: skip
+    return StoredEvent(*values)
+
+
+def _number(text: str | None) -> int | str | None:
+    """An integer field as int, or as it was stored when it is not one (codec says why)."""
+    try:
+        return int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return text
+
+
+class RawRecord(NamedTuple):
+    """A delivery record with every key lib.lua's encode_record writes, in its order."""
+
+    status: str
+    #: the lease's token while in flight (and after extend_lease); "" once settled
+    token: str
+    acked_ms: int | None
+    consumer: str
+    attempts: int
+    first_ms: int
+    #: None in a record replay made for an event whose record a trim had removed
+    lease_ms: int | None
+    event_id: str
+    event_type: str
+    last_error: str | None
+    #: the entry's fields ([name, value, ...]) once a trim removed it from the stream
+    copy: list[str] | None = None
+
+
+def read_record(text: str) -> RawRecord:
+    """A delivery record's JSON text, every key (a key the scripts do not write is a TypeError)."""
+    return RawRecord(**json.loads(text))
+
+
+def delivery_record(group: str, entry_id: str, text: str) -> DeliveryRecord:
+    r = read_record(text)
+    return DeliveryRecord(
+        to_position(entry_id), r.event_id, r.event_type, group, r.consumer,
+        DeliveryStatus(r.status), int(r.attempts), int(entry_id.partition("-")[0]),
+        int(r.first_ms), None if r.acked_ms is None else int(r.acked_ms), r.last_error,
+    )  # fmt: skip
+
+
+def dead_letter(group: str, text: str) -> DeadLetter:
+    """A dead letter's JSON text (lib.lua encode_dead_letter): the event's copy and the failure."""
+    d = json.loads(text)
+    return DeadLetter(
+        stored(d["id"], d["fields"]), group, d["consumer"], int(d["attempts"]),
+        int(d["failed_ms"]), d["error"], d["traceback"],
+    )  # fmt: skip
