@@ -1,17 +1,18 @@
-"""Event store in process memory: the reference semantics, for tests and throwaway runs."""
+"""Event store in process memory: the reference semantics, for tests and throwaway runs.
+
+The log and the protocol's operations live here; each group's deliveries, leases and dead
+letters live in memory_group.ConsumerGroup.
+"""
 
 from __future__ import annotations
 
 import bisect
-import heapq
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from eventkit.errors import GroupNotFoundError
 from eventkit.stores.base import (
-    WILDCARD,
     Claim,
     DeadLetter,
     DeliveryRecord,
@@ -24,106 +25,15 @@ from eventkit.stores.base import (
     matches,
     now_ms,
 )
+from eventkit.stores.memory_group import ConsumerGroup
 
 #: lease tokens only need to differ within this process: a counter, not a random syscall per lease
 _TOKENS = itertools.count(1)
-_new_tuple = tuple.__new__
 
+#: last_error of a delivery claimed again after its lease expired (redis.py imports it from here)
 EXPIRED_LEASE_ERROR = (
     "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
 )
-
-
-@dataclass(slots=True)
-class _Delivery:
-    event: StoredEvent
-    consumer: str
-    attempts: int
-    status: DeliveryStatus
-    first_delivered_ms: int
-    #: lease deadline while in flight, due time while retrying
-    deadline_ms: int = 0
-    token: str = ""
-    acked_ms: int | None = None
-    last_error: str | None = None
-
-
-#: an acked delivery as a plain tuple of plain values: (event_id, event_type, published_ms,
-#: consumer, attempts, first_delivered_ms, acked_ms, last_error). The garbage collector stops
-#: tracking such tuples, where it would walk every delivery object ever acked at each full pass
-#: (a fifth of a consumer's time once a few groups have consumed 100,000 events each)
-_AckedRow = tuple[str, str, int, str, int, int, int, str | None]
-
-
-def _due_ms(delivery: _Delivery) -> int | None:
-    """When a delivery may be claimed: after its lease expires, or at its retry time."""
-    if delivery.status is DeliveryStatus.IN_FLIGHT:
-        return delivery.deadline_ms + 1
-    if delivery.status is DeliveryStatus.RETRYING:
-        return delivery.deadline_ms
-    return None
-
-
-@dataclass(slots=True)
-class _Group:
-    event_types: set[str]
-    #: index into the log of the next event to look at
-    cursor: int
-    #: member name -> until when it counts as live (epoch ms), renewed by its heartbeat
-    consumers: dict[str, int] = field(default_factory=dict)
-    deliveries: dict[int, _Delivery | _AckedRow] = field(default_factory=dict)
-    #: positions in flight or retrying: the group's unsettled work
-    unsettled: set[int] = field(default_factory=set)
-    #: heap of (due ms, first position, positions) for unsettled deliveries, so claim pops what
-    #: is due instead of scanning everything in flight; a claimed batch shares one entry. Entries
-    #: go stale when a delivery settles or moves (claim skips those); rebuilt when mostly stale
-    due: list[tuple[int, int, tuple[int, ...]]] = field(default_factory=list)
-    due_size: int = 0
-    dead: dict[str, DeadLetter] = field(default_factory=dict)
-    delivered: int = 0
-    acked: int = 0
-    retried: int = 0
-
-    @property
-    def takes_every_type(self) -> bool:
-        """No types, or the wildcard: every event is the group's (as matches() reads them)."""
-        return not self.event_types or WILDCARD in self.event_types
-
-    def schedule(self, when: int, positions: tuple[int, ...]) -> None:
-        """Note that these deliveries may be claimed again from `when` (ms)."""
-        if not positions:
-            return
-        if self.due_size > 2 * len(self.unsettled) + 4096:
-            self.due = []
-            for p in self.unsettled:
-                delivery = self.deliveries[p]
-                due_ms = None if isinstance(delivery, tuple) else _due_ms(delivery)
-                if due_ms is not None:
-                    self.due.append((due_ms, p, (p,)))
-            heapq.heapify(self.due)
-            self.due_size = len(self.due)
-        heapq.heappush(self.due, (when, positions[0], positions))
-        self.due_size += len(positions)
-
-    def pop_due(self, now: int, limit: int) -> list[_Delivery]:
-        """Up to `limit` deliveries due by `now`: expired leases and retries, earliest first."""
-        found: list[_Delivery] = []
-        due = self.due
-        while due and due[0][0] <= now and len(found) < limit:
-            when, _, positions = heapq.heappop(due)
-            self.due_size -= len(positions)
-            for i, position in enumerate(positions):
-                if len(found) >= limit:  # the rest waits for the next claim
-                    self.schedule(when, positions[i:])
-                    break
-                delivery = self.deliveries.get(position)
-                if (
-                    delivery is not None
-                    and not isinstance(delivery, tuple)  # acked
-                    and _due_ms(delivery) == when
-                ):
-                    found.append(delivery)  # else settled, re-leased or trimmed meanwhile
-        return found
 
 
 class MemoryEventStore:
@@ -137,7 +47,7 @@ class MemoryEventStore:
     def __init__(self) -> None:
         self._log: list[StoredEvent] = []
         self._by_id: dict[str, StoredEvent] = {}
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, ConsumerGroup] = {}
         self._next_position = 1
         self._kept_unacked = 0
 
@@ -151,19 +61,15 @@ class MemoryEventStore:
 
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
         published = now_ms()
-        log, by_id = self._log, self._by_id
-        position = self._next_position
         positions = []
         for new in events:
-            existing = by_id.get(new.event_id)
-            if existing is None:
-                # StoredEvent is NewEvent between a position and a publish time
-                existing = _new_tuple(StoredEvent, (position, *new, published))
-                by_id[new.event_id] = existing
-                log.append(existing)
-                position += 1
-            positions.append(existing.position)
-        self._next_position = position
+            stored = self._by_id.get(new.event_id)
+            if stored is None:
+                stored = StoredEvent(self._next_position, *new, published)
+                self._by_id[new.event_id] = stored
+                self._log.append(stored)
+                self._next_position += 1
+            positions.append(stored.position)
         return positions
 
     async def read(
@@ -177,11 +83,7 @@ class MemoryEventStore:
         limit: int | None = None,
     ) -> list[StoredEvent]:
         check_limit(limit)
-        start = (
-            0
-            if after_position is None
-            else bisect.bisect_right(self._log, after_position, key=_position)
-        )
+        start = 0 if after_position is None else self._index_after(after_position)
         found: list[StoredEvent] = []
         for stored in itertools.islice(self._log, start, None):
             if limit is not None and len(found) >= limit:
@@ -197,9 +99,13 @@ class MemoryEventStore:
             found.append(stored)
         return found
 
+    def _index_after(self, position: int) -> int:
+        """Index in the log of the first event after `position` (the log is in position order)."""
+        return bisect.bisect_right(self._log, position, key=lambda stored: stored.position)
+
     async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
         found = [self._by_id[i] for i in set(event_ids) if i in self._by_id]
-        return sorted(found, key=lambda e: e.position)
+        return sorted(found, key=lambda stored: stored.position)
 
     # -- consumer groups ----------------------------------------------------------------------
 
@@ -218,7 +124,7 @@ class MemoryEventStore:
             cursor = next(
                 (i for i, e in enumerate(self._log) if e.timestamp_ms >= start), len(self._log)
             )
-        self._groups[group] = _Group(set(event_types), cursor)
+        self._groups[group] = ConsumerGroup(group, set(event_types), cursor)
 
     async def groups(self) -> list[str]:
         return sorted(self._groups)
@@ -235,158 +141,62 @@ class MemoryEventStore:
         check_limit(limit)
         state = self._group(group)
         now = now_ms()
-        claims: list[Claim] = []
         # one token per claim: it tells this lease of a position from any earlier or later one
         token = str(next(_TOKENS))
+        claims: list[Claim] = []
         # first what is due again: expired leases (their consumer died or hung) and retries
         for delivery in state.pop_due(now, limit):
             if delivery.status is DeliveryStatus.IN_FLIGHT:
                 delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
-            claims.append(self._lease(group, state, delivery, consumer, now, lease_ms, token))
-        # then the log after the group's cursor: first deliveries, _lease inlined (one per event)
-        log, cursor, types = self._log, state.cursor, state.event_types
-        everything = state.takes_every_type
-        deadline, deliveries, in_flight = now + lease_ms, state.deliveries, DeliveryStatus.IN_FLIGHT
-        first = []
-        end, wanted = len(log), limit - len(claims)
-        while wanted and cursor < end:
-            stored = log[cursor]
-            cursor += 1
-            if everything or stored.event_type in types:
-                position = stored.position
-                deliveries[position] = _Delivery(
-                    stored, consumer, 1, in_flight, now, deadline, token
-                )
-                first.append(position)
-                # what Claim(...) makes, without the Python frame of a named tuple's __new__
-                claims.append(
-                    _new_tuple(Claim, (stored, group, consumer, 1, deadline, token, None))
-                )
-                wanted -= 1
-        state.cursor = cursor
-        state.unsettled.update(first)
-        state.delivered += len(first)
-        # one heap entry for the batch: its leases expire together
-        if len(first) < len(claims):  # some were due again, at the head of the batch
-            first[:0] = [c.event.position for c in claims[: len(claims) - len(first)]]
-        state.schedule(deadline + 1, tuple(first))
+            claims.append(state.lease(delivery, consumer, now, lease_ms, token))
+        # then unread events after the group's cursor, in publish order
+        for stored in self._take_unread(state, limit - len(claims)):
+            claims.append(state.lease_first(stored, consumer, now, lease_ms, token))
+        # one due entry for the batch: its leases expire together
+        state.schedule(now + lease_ms + 1, tuple(claim.event.position for claim in claims))
         return claims
 
-    @staticmethod
-    def _lease(
-        group: str,
-        state: _Group,
-        delivery: _Delivery,
-        consumer: str,
-        now: int,
-        lease_ms: int,
-        token: str,
-    ) -> Claim:
-        delivery.attempts += 1
-        delivery.consumer = consumer
-        delivery.status = DeliveryStatus.IN_FLIGHT
-        delivery.deadline_ms = deadline = now + lease_ms
-        delivery.token = token
-        state.unsettled.add(delivery.event.position)
-        state.delivered += 1
-        if delivery.attempts > 1:
-            state.retried += 1
-        return Claim(
-            delivery.event, group, consumer, delivery.attempts, deadline, token,
-            delivery.last_error,
-        )  # fmt: skip
-
-    def _held(self, claim: Claim, now: int | None = None) -> _Delivery | None:
-        """The delivery if this claim still holds its lease (same token, deadline not passed)."""
-        state = self._groups.get(claim.consumer_group)
-        delivery = None if state is None else state.deliveries.get(claim.event.position)
-        if (
-            delivery is None
-            or isinstance(delivery, tuple)  # acked
-            or delivery.status is not DeliveryStatus.IN_FLIGHT
-            or delivery.token != claim.token
-            or delivery.deadline_ms < (now_ms() if now is None else now)
-        ):
-            return None
-        return delivery
+    def _take_unread(self, state: ConsumerGroup, wanted: int) -> list[StoredEvent]:
+        """Up to `wanted` events of the group's filter after its cursor; moves the cursor past
+        them (and past the other groups' events on the way)."""
+        every_type, types = state.takes_every_type, state.event_types
+        taken: list[StoredEvent] = []
+        while len(taken) < wanted and state.cursor < len(self._log):
+            stored = self._log[state.cursor]
+            state.cursor += 1
+            if every_type or stored.event_type in types:
+                taken.append(stored)
+        return taken
 
     async def ack(self, claims: Sequence[Claim]) -> int:
         now = now_ms()
         counted = 0
-        groups, in_flight = self._groups, DeliveryStatus.IN_FLIGHT
-        for stored, group, _, _, _, token, _ in claims:  # _held inlined: one per event
-            state = groups.get(group)
-            if state is None:
-                continue
-            position = stored.position
-            delivery = state.deliveries.get(position)
-            if (
-                delivery is None
-                or isinstance(delivery, tuple)  # acked already
-                or delivery.token != token
-                or delivery.status is not in_flight
-                or delivery.deadline_ms < now
-            ):
-                continue
-            state.deliveries[position] = (
-                stored.event_id, stored.event_type, stored.published_ms, delivery.consumer,
-                delivery.attempts, delivery.first_delivered_ms, now, delivery.last_error,
-            )  # fmt: skip
-            state.unsettled.discard(position)
-            state.acked += 1
-            counted += 1
+        for claim in claims:
+            state = self._groups.get(claim.consumer_group)
+            if state is not None and state.ack(claim, now):
+                counted += 1
         return counted
 
     async def extend_lease(self, claim: Claim, lease_ms: int) -> Claim | None:
-        delivery = self._held(claim)
-        if delivery is None:
-            return None
-        delivery.deadline_ms = now_ms() + lease_ms
-        self._groups[claim.consumer_group].schedule(
-            delivery.deadline_ms + 1, (claim.event.position,)
-        )
-        return claim._replace(lease_deadline_ms=delivery.deadline_ms)
+        state = self._groups.get(claim.consumer_group)
+        return None if state is None else state.extend(claim, now_ms(), lease_ms)
 
     async def release(self, claims: Sequence[Claim]) -> int:
+        now = now_ms()
         released = 0
         for claim in claims:
-            delivery = self._held(claim)
-            if delivery is None:
-                continue
-            delivery.status = DeliveryStatus.RETRYING
-            delivery.deadline_ms = 0
-            delivery.token = ""
-            delivery.attempts -= 1
-            self._groups[claim.consumer_group].schedule(0, (claim.event.position,))
-            released += 1
+            state = self._groups.get(claim.consumer_group)
+            if state is not None and state.release(claim, now):
+                released += 1
         return released
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
-        delivery = self._held(claim)
-        if delivery is None:
-            return False
-        delivery.status = DeliveryStatus.RETRYING
-        delivery.deadline_ms = due_ms
-        delivery.token = ""
-        delivery.last_error = error
-        self._groups[claim.consumer_group].schedule(due_ms, (claim.event.position,))
-        return True
+        state = self._groups.get(claim.consumer_group)
+        return state is not None and state.retry_later(claim, now_ms(), due_ms, error)
 
     async def dead_letter(self, claim: Claim, *, error: str, traceback: str = "") -> bool:
-        delivery = self._held(claim)
-        if delivery is None:
-            return False
-        state = self._groups[claim.consumer_group]
-        now = now_ms()
-        delivery.status = DeliveryStatus.DEAD
-        delivery.token = ""
-        delivery.last_error = error
-        state.unsettled.discard(claim.event.position)
-        state.dead[claim.event.event_id] = DeadLetter(
-            claim.event, claim.consumer_group, claim.consumer_name, delivery.attempts, now,
-            error, traceback,
-        )  # fmt: skip
-        return True
+        state = self._groups.get(claim.consumer_group)
+        return state is not None and state.dead_letter(claim, now_ms(), error, traceback)
 
     async def is_idle(self, groups: Sequence[str] | None = None) -> bool:
         names = self._groups if groups is None else groups
@@ -398,14 +208,14 @@ class MemoryEventStore:
                 return False
         return True
 
-    def _any_unread(self, state: _Group) -> bool:
+    def _any_unread(self, state: ConsumerGroup) -> bool:
         # wait_idle asks this every few ms while a backlog is consumed: stop at the first one
         if state.takes_every_type:
             return state.cursor < len(self._log)
         types = state.event_types
         return any(e.event_type in types for e in itertools.islice(self._log, state.cursor, None))
 
-    def _unread(self, state: _Group) -> int:
+    def _unread(self, state: ConsumerGroup) -> int:
         if state.takes_every_type:
             return len(self._log) - state.cursor
         types = state.event_types
@@ -448,21 +258,9 @@ class MemoryEventStore:
             if (event_ids is None or letter.event_id in event_ids)
             and matches(letter.stored.event_type, event_types)
         ]
+        now = now_ms()
         for letter in chosen:
-            del state.dead[letter.event_id]
-            position = letter.stored.position
-            delivery = state.deliveries.get(position)
-            if delivery is None or isinstance(delivery, tuple):  # trimmed (the DLQ has a copy)
-                delivery = _Delivery(
-                    letter.stored, letter.consumer_name, 0, DeliveryStatus.RETRYING, now_ms()
-                )
-                state.deliveries[position] = delivery
-            delivery.status = DeliveryStatus.RETRYING
-            delivery.attempts = 0
-            delivery.deadline_ms = 0
-            delivery.token = ""
-            state.unsettled.add(position)
-            state.schedule(0, (position,))
+            state.replay(letter, now)
         return len(chosen)
 
     async def discard_dead_letters(
@@ -490,7 +288,7 @@ class MemoryEventStore:
         )
         if limit is not None:
             positions = positions[:limit]
-        return [_record(group, p, state.deliveries[p]) for p in positions]
+        return [state.deliveries[p].record(group) for p in positions]
 
     async def stats(self) -> dict[str, Any]:
         now = now_ms()
@@ -556,26 +354,8 @@ class MemoryEventStore:
             for position in positions:
                 state.deliveries.pop(position, None)
 
-    def _group(self, group: str) -> _Group:
+    def _group(self, group: str) -> ConsumerGroup:
         state = self._groups.get(group)
         if state is None:
             raise GroupNotFoundError(group)
         return state
-
-
-def _position(stored: StoredEvent) -> int:
-    return stored.position
-
-
-def _record(group: str, position: int, delivery: _Delivery | _AckedRow) -> DeliveryRecord:
-    if isinstance(delivery, tuple):
-        event_id, event_type, published_ms, consumer, attempts, first_ms, acked_ms, error = delivery
-        return DeliveryRecord(
-            position, event_id, event_type, group, consumer, DeliveryStatus.ACKED, attempts,
-            published_ms, first_ms, acked_ms, error,
-        )  # fmt: skip
-    return DeliveryRecord(
-        delivery.event.position, delivery.event.event_id, delivery.event.event_type, group,
-        delivery.consumer, delivery.status, delivery.attempts, delivery.event.published_ms,
-        delivery.first_delivered_ms, delivery.acked_ms, delivery.last_error,
-    )  # fmt: skip
