@@ -16,12 +16,12 @@ from eventkit.config import EventStoreConfig
 from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
 from eventkit.errors import BusClosedError, ConfigError, StoreError
 from eventkit.events import BaseEvent, datetime_to_ms
+from eventkit.pages import iter_pages, one_by_one
 from eventkit.stores import open_store
 from eventkit.stores.base import WILDCARD, EventStore, GroupStart, NewEvent, matches, now_ms
 
 logger = logging.getLogger(__name__)
 
-REPLAY_PAGE = 500
 DAY_MS = 86_400_000
 
 
@@ -342,8 +342,8 @@ class EventBus:
             check_number("limit", limit, integer=True)
         call = adapt_handler(handler)
         handled = 0
-        async for stored in iter_stored(
-            store, _as_types(event_types), start_time, end_time, limit=limit
+        async for stored in one_by_one(
+            iter_pages(store, _as_types(event_types), start_time, end_time, limit=limit)
         ):
             try:
                 event = codec.decode(stored)
@@ -387,36 +387,6 @@ class EventBus:
                 )
             except Exception as e:
                 logger.warning("background trim failed: %s", describe(e))
-
-
-async def iter_stored(
-    store: EventStore,
-    event_types: Sequence[str] | None,
-    start_time: datetime | None,
-    end_time: datetime | None,
-    *,
-    source: str | None = None,
-    limit: int | None = None,
-    page_size: int = REPLAY_PAGE,
-) -> Any:
-    """Stored events page by page in publish order, so a million never sit in one list."""
-    start_ms = None if start_time is None else datetime_to_ms(start_time)
-    end_ms = None if end_time is None else datetime_to_ms(end_time)
-    after: int | None = None
-    remaining = limit
-    while remaining is None or remaining > 0:
-        size = page_size if remaining is None else min(page_size, remaining)
-        page = await store.read(
-            event_types=event_types, start_ms=start_ms, end_ms=end_ms, source=source,
-            after_position=after, limit=size,
-        )  # fmt: skip
-        for stored in page:
-            yield stored
-        if len(page) < size:
-            return
-        after = page[-1].position
-        if remaining is not None:
-            remaining -= len(page)
 
 
 def _as_types(event_types: Sequence[str] | str) -> tuple[str, ...]:

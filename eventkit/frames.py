@@ -1,39 +1,36 @@
 """Pandas frames of a store's events, deliveries, DLQ and migrations: what the notebook kit analyses.
 
-Frames read the store page by page through its public protocol (never a list of a million events)
-and build each column in one vectorised step. Payloads are parsed by pyarrow's JSON reader and
-flattened into ``data.<field>`` columns (``data.metadata.width`` for nested objects); a page that
-pyarrow rejects (a corrupt row, a field whose type changes between rows) is parsed row by row with
-the standard library instead, and a row that is not a JSON object gets NaN data and a ``data_error``.
+Frames read the store a page at a time through the one pager (`eventkit.pages.iter_pages`, never a
+list of a million events; the next page is read while this one is worked on) and build each column
+in one vectorised step. Payloads become flattened ``data.<field>`` columns (``data.metadata.width``
+for nested objects) in `eventkit.frames_payload`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import gc
-import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.json as pa_json
 
+from eventkit import codec
 from eventkit.bus import EventBus
-from eventkit.errors import MigrationError, SerializationError, UnsupportedVersionError
-from eventkit.events import datetime_to_ms
-from eventkit.stores.base import DeadLetter, DeliveryRecord, StoredEvent
+from eventkit.consumer import describe
+from eventkit.frames_payload import flatten, payload_frame, payload_page
+from eventkit.pages import iter_delivery_pages, iter_pages
+from eventkit.records import DeadLetter, DeliveryRecord, StoredEvent
 from eventkit.versioning import registry
 
 #: rows read from the store per round trip: large enough that per-page costs vanish
 PAGE = 50_000
-DATA_PREFIX = "data."
 UTC_MS = "datetime64[ms, UTC]"
 
 EVENT_COLUMNS: dict[str, str] = {
@@ -55,8 +52,6 @@ MIGRATION_COLUMNS: dict[str, str] = {
 }  # fmt: skip
 EXPORT_FORMATS = ("csv", "parquet")
 
-R = TypeVar("R", StoredEvent, DeliveryRecord)
-
 
 # -- public frames --------------------------------------------------------------------------------
 
@@ -70,13 +65,15 @@ async def events_frame(
     limit: int | None = None,
 ) -> pd.DataFrame:
     """One row per stored event in publish order, payload flattened; filters as replay_events."""
+    types = [event_types] if isinstance(event_types, str) else event_types
     pages = []
     schema: pa.Schema | None = None
     with _gc_paused():
-        async for page in _event_pages(bus, event_types, start_time, end_time, source, limit):
+        async for page in iter_pages(bus.store, types, start_time, end_time, source=source,
+                                     limit=limit, page_size=PAGE):  # fmt: skip
             # the payload parses in a thread (pyarrow lets go of the GIL) while the envelope builds
             texts = [e.data for e in page]
-            parsing = asyncio.ensure_future(asyncio.to_thread(_payload_page, texts, schema))
+            parsing = asyncio.ensure_future(asyncio.to_thread(payload_page, texts, schema))
             envelope = _events_envelope(page)
             payload, schema = await parsing
             pages.append(_beside(envelope, payload))
@@ -89,11 +86,7 @@ async def deliveries_frame(bus: EventBus, consumer_group: str | None = None) -> 
     pages = []
     with _gc_paused():
         for group in groups:
-
-            async def fetch(after: int | None, size: int, group: str = group) -> list[Any]:
-                return await bus.store.deliveries(group, after_position=after, limit=size)
-
-            async for page in _pages(fetch, None):
+            async for page in iter_delivery_pages(bus.store, group, page_size=PAGE):
                 pages.append(_deliveries_page(page))
         return _concat(pages, DELIVERY_COLUMNS)
 
@@ -103,16 +96,21 @@ async def dlq_frame(bus: EventBus, consumer_group: str | None = None) -> pd.Data
     letters = await bus.store.get_pending_events(consumer_group)
     if not letters:
         return _concat([], DLQ_COLUMNS)
-    return await _with_payload(_dlq_envelope(letters), [d.stored.data for d in letters])
+    texts = [d.stored.data for d in letters]
+    return _beside(_dlq_envelope(letters), await asyncio.to_thread(payload_frame, texts))
 
 
 async def migration_frame(bus: EventBus, event_types: Sequence[str] | None = None) -> pd.DataFrame:
-    """What the registered migration chain would do to each stored event; nothing is written."""
-    pages = [
-        _migration_page(page)
-        async for page in _event_pages(bus, event_types, None, None, None, None)
-    ]
-    return _concat(pages, MIGRATION_COLUMNS)
+    """What consumers would make of each stored event under the registered classes and migrations
+    (the decode they run: `eventkit.codec.decode`), and which payload fields the migrations change;
+    nothing is written. `error` is the text a consumer would dead-letter the event with."""
+    types = [event_types] if isinstance(event_types, str) else event_types
+    with _gc_paused():
+        pages = [
+            _migration_page(page)
+            async for page in iter_pages(bus.store, types, None, None, page_size=PAGE)
+        ]
+        return _concat(pages, MIGRATION_COLUMNS)
 
 
 async def export_frame(
@@ -135,54 +133,7 @@ async def export_frame(
     return len(frame)
 
 
-# -- reading pages --------------------------------------------------------------------------------
-
-
-def _event_pages(
-    bus: EventBus,
-    event_types: Sequence[str] | None,
-    start_time: datetime | None,
-    end_time: datetime | None,
-    source: str | None,
-    limit: int | None,
-) -> AsyncIterator[list[StoredEvent]]:
-    """Stored events matching the filters in publish order, PAGE at a time (as bus.iter_stored)."""
-    types = [event_types] if isinstance(event_types, str) else event_types
-    start_ms = None if start_time is None else datetime_to_ms(start_time)
-    end_ms = None if end_time is None else datetime_to_ms(end_time)
-
-    async def fetch(after: int | None, size: int) -> list[StoredEvent]:
-        return await bus.store.read(
-            event_types=types, start_ms=start_ms, end_ms=end_ms, source=source,
-            after_position=after, limit=size,
-        )  # fmt: skip
-
-    return _pages(fetch, limit)
-
-
-async def _pages(
-    fetch: Callable[[int | None, int], Awaitable[list[R]]], limit: int | None
-) -> AsyncIterator[list[R]]:
-    """Pages of records by position; the next page is read while the caller works on this one."""
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
-    remaining = PAGE if limit is None else limit
-    size = min(PAGE, remaining)
-    pending = asyncio.ensure_future(fetch(None, size)) if size else None
-    try:
-        while pending is not None:
-            page = await pending
-            pending = None
-            if limit is not None:
-                remaining -= len(page)
-            size = min(PAGE, remaining)
-            if len(page) == PAGE and size:  # a full page: there may be more
-                pending = asyncio.ensure_future(fetch(page[-1].position, size))
-            if page:
-                yield page
-    finally:
-        if pending is not None:
-            pending.cancel()
+# -- building columns -----------------------------------------------------------------------------
 
 
 @contextmanager
@@ -274,131 +225,9 @@ def _concat(pages: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
     return pd.concat(pages, ignore_index=True, sort=False)
 
 
-# -- payloads -------------------------------------------------------------------------------------
-
-
-async def _with_payload(envelope: pd.DataFrame, texts: list[str]) -> pd.DataFrame:
-    """The envelope beside its payload columns, parsed in a thread (pyarrow releases the GIL, so
-    the store's next page arrives meanwhile)."""
-    return _beside(envelope, await asyncio.to_thread(payload_frame, texts))
-
-
 def _beside(envelope: pd.DataFrame, payload: pd.DataFrame) -> pd.DataFrame:
     payload.index = envelope.index
     return pd.concat([envelope, payload], axis=1)
-
-
-ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
-
-
-def payload_frame(texts: list[str]) -> pd.DataFrame:
-    """JSON object texts as flattened ``data.*`` columns: pyarrow when it can, else row by row."""
-    return _payload_page(texts, None)[0]
-
-
-def _payload_page(
-    texts: list[str], schema: pa.Schema | None
-) -> tuple[pd.DataFrame, pa.Schema | None]:
-    """payload_frame, parsing with the schema of the page before when it fits (40 % faster than
-    inferring it again); returns the schema for the next page (None after the row-by-row path)."""
-    try:
-        table = _read_json_lines(texts, schema)
-    except ARROW_ERRORS:
-        return _payload_rows(texts), None
-    return _arrow_payload(table), table.schema
-
-
-def _read_json_lines(texts: list[str], schema: pa.Schema | None = None) -> pa.Table:
-    """One pyarrow parse of the page; ArrowInvalid if any row is not a JSON object."""
-    # a payload with a line break in it splits into fragments that are not JSON objects: an error
-    data = "\n".join(texts).encode("utf-8")
-    table = None
-    if schema is not None:
-        try:  # fields the schema lacks are inferred; a type that changed fails: infer it all
-            table = pa_json.read_json(io.BytesIO(data), parse_options=_explicit(schema))
-        except ARROW_ERRORS:
-            table = None
-    if table is None:
-        table = pa_json.read_json(io.BytesIO(data))
-    if table.num_rows != len(texts):  # an empty text is skipped by the reader: rows would shift
-        raise pa.ArrowInvalid(f"{len(texts)} payloads gave {table.num_rows} rows")
-    if _has_temporal(table.schema):  # pyarrow reads ISO text as timestamps (in UTC): keep the text
-        schema = pa.schema([f.with_type(_text_for_time(f.type)) for f in table.schema])
-        table = pa_json.read_json(io.BytesIO(data), parse_options=_explicit(schema))
-    return table
-
-
-def _explicit(schema: pa.Schema) -> pa_json.ParseOptions:
-    return pa_json.ParseOptions(explicit_schema=schema)
-
-
-def _has_temporal(schema: pa.Schema | pa.DataType) -> bool:
-    fields = list(schema) if isinstance(schema, pa.Schema) else _children(schema)
-    return any(pa.types.is_temporal(f.type) or _has_temporal(f.type) for f in fields)
-
-
-def _children(kind: pa.DataType) -> list[pa.Field]:
-    if pa.types.is_struct(kind):
-        return [kind.field(i) for i in range(kind.num_fields)]
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return [kind.value_field]
-    return []
-
-
-def _text_for_time(kind: pa.DataType) -> pa.DataType:
-    if pa.types.is_temporal(kind):
-        return pa.string()
-    if pa.types.is_struct(kind):
-        return pa.struct([f.with_type(_text_for_time(f.type)) for f in _children(kind)])
-    if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(_text_for_time(kind.value_type)))
-    return kind
-
-
-def _arrow_payload(table: pa.Table) -> pd.DataFrame:
-    """Flatten struct columns to dotted names; list columns stay Arrow (an item reads as a list)."""
-    while any(pa.types.is_struct(f.type) for f in table.schema):
-        table = table.flatten()
-    columns: dict[str, Any] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # zero-copy
-            columns[DATA_PREFIX + name] = pd.arrays.ArrowExtensionArray(column)
-        elif pa.types.is_null(column.type):
-            columns[DATA_PREFIX + name] = pd.Series([None] * len(column), dtype=object)
-        else:
-            columns[DATA_PREFIX + name] = column.to_pandas()
-    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
-
-
-def _payload_rows(texts: list[str]) -> pd.DataFrame:
-    """The slow, forgiving path: each row parsed alone; a bad row gets a data_error, not a crash."""
-    rows: list[dict[str, Any]] = []
-    errors: list[str | None] = []
-    for text in texts:
-        error: str | None = None
-        try:
-            value = json.loads(text)
-        except (TypeError, ValueError) as e:
-            value, error = None, f"invalid JSON: {e}"
-        if error is None and not isinstance(value, dict):
-            error = f"not a JSON object: {type(value).__name__}"
-        rows.append(flatten(value) if error is None else {})
-        errors.append(error)
-    frame = pd.DataFrame.from_records(rows, index=pd.RangeIndex(len(rows))).add_prefix(DATA_PREFIX)
-    if any(e is not None for e in errors):
-        frame["data_error"] = pd.Series(errors, dtype=object, index=frame.index)
-    return frame
-
-
-def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested dict as one level with dotted keys (empty dicts vanish, as pyarrow's flatten does)."""
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, dict):
-            flat.update(flatten(item, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = item
-    return flat
 
 
 # -- migrations and export ------------------------------------------------------------------------
@@ -414,20 +243,43 @@ def _migration_page(page: list[StoredEvent]) -> pd.DataFrame:
 
 
 def _migration_row(stored: StoredEvent) -> tuple[Any, ...]:
-    """(event_id, type, stored, current, migrates, error, changed) for one event, on a copy."""
-    current = registry.current_version(stored.event_type)
+    """(event_id, type, stored, current, migrates, error, changed) for one event. The verdict is
+    the consumers' own decode; the changed fields compare the stored payload with what the
+    registry's migrations make of it. Nothing here migrates or parses by itself."""
+    event_type, version = stored.event_type, stored.version
+    current = registry.current_version(event_type)
+    changed: list[str] = []
     try:
-        before = json.loads(stored.data)
-        if not isinstance(before, dict):
-            raise SerializationError(f"payload is {type(before).__name__}, not a JSON object")
-        _, after = registry.migrate(stored.event_type, stored.version, copy.deepcopy(before))
-    except (ValueError, SerializationError, MigrationError, UnsupportedVersionError) as e:
-        error = f"{type(e).__name__}: {e}"
-        return (stored.event_id, stored.event_type, stored.version, current, False, error, [])
-    old, new = flatten(before), flatten(after)
-    changed = sorted(k for k in old.keys() | new.keys() if k not in old or k not in new
-                     or old[k] != new[k])  # fmt: skip
-    return (stored.event_id, stored.event_type, stored.version, current, True, None, changed)
+        codec.decode(stored)
+        if current is not None and version != current:  # at the current version nothing migrates
+            before = codec.parse_payload(stored)
+            _, after = registry.migrate(event_type, version, before)  # copies before each step
+            changed = _changed_fields(before, after)
+    except codec.DECODE_ERRORS as e:
+        return (stored.event_id, event_type, version, current, False, describe(e), [])
+    return (stored.event_id, event_type, version, current, True, None, changed)
+
+
+def _changed_fields(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names (as the ``data.*`` columns) of the payload fields added, removed or changed,
+    sorted. Equal subtrees are skipped whole: most of a migrated payload is left as it was."""
+    changed: list[str] = []
+    for key in before.keys() | after.keys():
+        old, new = before.get(key, _MISSING), after.get(key, _MISSING)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _changed_fields(old, new, f"{prefix}{key}.")
+            continue
+        for side in (old, new):  # an object on one side only: each of its leaves changed
+            if isinstance(side, dict):
+                changed += flatten(side, f"{prefix}{key}.")
+            elif side is not _MISSING:
+                changed.append(f"{prefix}{key}")
+    return sorted(set(changed))
+
+
+_MISSING = object()
 
 
 def _portable(frame: pd.DataFrame, format: str) -> pd.DataFrame:

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from eventkit.error_kinds import error_kinds
+
 #: time bins tried in order: the first giving at most MAX_BINS bins over the span is used
 INTERVALS = ("1s", "5s", "15s", "1min", "5min", "15min", "1h", "3h", "6h", "12h", "1D", "7D")
 MAX_BINS = 120
@@ -28,7 +30,7 @@ LOG_RATIO = 100.0
 
 
 def plot_dlq(frame: pd.DataFrame, ax: Axes | None = None, *, by: str = "error") -> Axes:
-    """DLQ entries per time bin, stacked by error type (text before the first ':') or by group."""
+    """DLQ entries per time bin, stacked by error type (`eventkit.error_kinds`) or by group."""
     if by not in ("error", "group"):
         raise ValueError(f"by must be 'error' or 'group', got {by!r}")
     _require(frame, "plot_dlq", "dlq_frame", ["failed_at", "last_error", "consumer_group"])
@@ -39,7 +41,7 @@ def plot_dlq(frame: pd.DataFrame, ax: Axes | None = None, *, by: str = "error") 
     ax.set_ylabel("entries per bin")
     if frame.empty:
         return _no_data(ax)
-    labels = error_types(frame["last_error"]) if by == "error" else frame["consumer_group"]
+    labels = error_kinds(frame["last_error"]) if by == "error" else frame["consumer_group"]
     interval = choose_interval(frame["failed_at"])
     counts = _binned_counts(frame["failed_at"], labels, interval)
     _stacked_bars(ax, counts, interval)
@@ -120,11 +122,6 @@ def plot_lag(deliveries: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 
 # -- aggregation ----------------------------------------------------------------------------------
-
-
-def error_types(errors: pd.Series) -> pd.Series:
-    """The text before the first ':' of each error ("TypeError: ..." -> "TypeError")."""
-    return errors.fillna("").astype(str).str.split(":", n=1).str[0].str.strip().replace("", "?")
 
 
 def choose_interval(times: pd.Series) -> str:

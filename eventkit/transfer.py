@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from eventkit import codec
-from eventkit.bus import EventBus, iter_stored
+from eventkit.bus import EventBus
 from eventkit.checks import (
     MAX_INT64,
     MAX_TIMESTAMP_MS,
@@ -36,6 +36,7 @@ from eventkit.checks import (
 )
 from eventkit.errors import ConfigError, EventKitError, SerializationError
 from eventkit.events import datetime_to_ms
+from eventkit.pages import iter_pages, one_by_one
 from eventkit.stores.base import NewEvent
 
 logger = logging.getLogger(__name__)
@@ -210,7 +211,9 @@ async def export_jsonl(
     count = 0
     try:
         with partial.open("w", encoding="utf-8", newline="\n") as out:
-            async for stored in iter_stored(bus.store, event_types, start_time, end_time):
+            async for stored in one_by_one(
+                iter_pages(bus.store, event_types, start_time, end_time)
+            ):
                 out.write(codec.dumps(codec.stored_to_dict(stored)))
                 out.write("\n")
                 count += 1

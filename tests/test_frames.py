@@ -158,6 +158,7 @@ async def test_migration_frame_is_a_dry_run_of_the_chain(bus: EventBus) -> None:
         class ScoreV2(BaseEvent):
             percent: float
             tags: list[str] = field(default_factory=list)
+            meta: dict[str, Any] = field(default_factory=dict)
 
         class ToPercent(EventMigration):
             event_type, from_version, to_version = "score.given", 1, 2
@@ -171,13 +172,23 @@ async def test_migration_frame_is_a_dry_run_of_the_chain(bus: EventBus) -> None:
             raw("old", '{"score": 0.5, "meta": {"by": "x"}}', event_type="score.given"),
             raw("new", '{"percent": 70.0}', event_type="score.given", version=2),
             raw("future", '{"percent": 1}', event_type="score.given", version=9),
+            raw("misfit", '{"score": 0.1, "colour": "red"}', event_type="score.given"),
+            raw("corrupt", '{"score": ', event_type="score.given"),
         ])  # fmt: skip
         plan = (await migration_frame(bus, ["score.given"])).set_index("event_id")
+        await bus.subscribe_persistent("score.given", "g", "w", lambda event: None, max_retries=0)
+        assert await bus.wait_idle("g", timeout=10)
+        dead = {d.event_id: d.last_error for d in await bus.store.get_pending_events("g")}
     assert list(plan.loc["old", ["stored_version", "current_version", "migrates"]]) == [1, 2, True]
     assert plan.loc["old", "changed_fields"] == ["percent", "score"]
     assert plan.loc["new", "changed_fields"] == [] and plan.loc["new", "error"] is None
     assert not plan.loc["future", "migrates"]
     assert "UnsupportedVersionError" in plan.loc["future", "error"]
+    # the verdict is the consumers' own decode: the migration runs, but ScoreV2 has no colour
+    assert not plan.loc["misfit", "migrates"] and "colour" in plan.loc["misfit", "error"]
+    assert plan.loc["corrupt", "error"].startswith("SerializationError")
+    # what the frame says is what a consumer did: the same events fail, with the same text
+    assert dead == plan.loc[~plan["migrates"], "error"].to_dict()
     stored = await bus.store.get_events(["old"])
     assert stored[0].version == 1 and stored[0].data == '{"score": 0.5, "meta": {"by": "x"}}'
 

@@ -12,10 +12,10 @@ import pytest  # noqa: E402
 from matplotlib.patches import Rectangle, StepPatch  # noqa: E402
 
 from eventkit import EventBus  # noqa: E402
+from eventkit.error_kinds import UNKNOWN_KIND, error_kind, error_kinds  # noqa: E402
 from eventkit.frames import deliveries_frame, dlq_frame, events_frame  # noqa: E402
 from eventkit.plots import (  # noqa: E402
     choose_interval,
-    error_types,
     lag_series,
     plot_dlq,
     plot_lag,
@@ -118,10 +118,20 @@ def test_a_frame_without_the_columns_names_its_producer() -> None:
         plot_latency(pd.DataFrame({"x": [1]}))
 
 
-def test_helpers_choose_readable_bins_and_error_types() -> None:
+def test_helpers_choose_readable_bins() -> None:
     assert choose_interval(times([0, 7 * 24 * 60])) == "3h"
     assert choose_interval(times([0, 30])) == "15s"
-    assert list(error_types(pd.Series(["KeyError: 'a': b", None]))) == ["KeyError", "?"]
+
+
+def test_one_error_kind_rule_for_the_dlq_panel_the_replay_summary_and_plot_dlq() -> None:
+    texts = ["KeyError: 'a': b", "  TypeError : x", "no colon", "", ": nothing before", "x" * 61,
+             None, float("nan")]  # fmt: skip
+    expected = ["KeyError", "TypeError", "no colon"] + [UNKNOWN_KIND] * 5
+    assert [error_kind(t) for t in texts] == expected
+    for dtype in (object, "str"):
+        series = pd.Series(texts, dtype=dtype, index=range(10, 18))
+        kinds = error_kinds(series)
+        assert list(kinds) == expected and list(kinds.index) == list(series.index)
 
 
 async def test_plots_of_real_frames(bus: EventBus) -> None:

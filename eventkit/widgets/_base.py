@@ -14,8 +14,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from eventkit.bus import EventBus, iter_stored
+from eventkit.bus import EventBus
+from eventkit.consumer import describe
 from eventkit.events import ms_to_datetime
+from eventkit.pages import iter_pages, one_by_one
 from eventkit.stores.base import StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ async def survey(
 ) -> Survey:
     """Count events by type and source, page by page, so a million events never sit in a list."""
     found = Survey()
-    async for stored in iter_stored(bus.store, event_types, start_time, end_time):
+    async for stored in one_by_one(iter_pages(bus.store, event_types, start_time, end_time)):
         found.total += 1
         found.counts[stored.event_type] += 1
         found.sources[stored.source] += 1
@@ -124,10 +126,6 @@ async def survey(
         if len(found.sample) < sample_size:
             found.sample.append(stored)
     return found
-
-
-def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 class AsyncPanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints

@@ -11,7 +11,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from eventkit.bus import EventBus
-from eventkit.stores.base import DeadLetter
+from eventkit.error_kinds import error_kind
+from eventkit.records import DeadLetter
 from eventkit.widgets._base import AsyncPanel, escape, html_table, pre
 
 #: entries listed in the selection box; the summary still counts all of them
@@ -19,12 +20,6 @@ MAX_LISTED = 500
 #: entries whose details are shown at once when several are selected
 MAX_DETAILS = 3
 ALL_ERRORS = "*"
-
-
-def error_type(last_error: str) -> str:
-    """The part of "RuntimeError: flaky" before the colon, so alike failures group together."""
-    head = (last_error or "").split(":", 1)[0].strip()
-    return head if 0 < len(head) <= 60 else "error"
 
 
 @dataclass(frozen=True)
@@ -97,7 +92,7 @@ class DLQPanel(AsyncPanel):
     async def refresh(self) -> None:
         """Reload the group's DLQ from the store and redraw, keeping the selection that remains."""
         self.dead_letters = await self.bus.store.get_pending_events(self.consumer_group)
-        by_type = Counter(error_type(d.last_error) for d in self.dead_letters)
+        by_type = Counter(error_kind(d.last_error) for d in self.dead_letters)
         self._render_summary(by_type)
         keep = self.error_filter.value if self.error_filter.value in by_type else ALL_ERRORS
         self.error_filter.options = [(f"all errors ({len(self.dead_letters)})", ALL_ERRORS)] + [
@@ -121,14 +116,14 @@ class DLQPanel(AsyncPanel):
         self.summary_html.value = html_table(["error type", "entries", "example error"], rows)
 
     def _example_error(self, name: str) -> str:
-        return next(d.last_error for d in self.dead_letters if error_type(d.last_error) == name)
+        return next(d.last_error for d in self.dead_letters if error_kind(d.last_error) == name)
 
     def _visible(self) -> list[DeadLetter]:
         chosen = self.error_filter.value
         return [
             d
             for d in self.dead_letters
-            if chosen == ALL_ERRORS or error_type(d.last_error) == chosen
+            if chosen == ALL_ERRORS or error_kind(d.last_error) == chosen
         ]
 
     def _fill_entries(self) -> None:
@@ -146,7 +141,7 @@ class DLQPanel(AsyncPanel):
         # option labels are shown as text by the front end, not parsed as HTML
         failed = dead.failed_at.isoformat(timespec="seconds")
         return (
-            f"{dead.stored.event_type} · {dead.event_id} · {error_type(dead.last_error)} · "
+            f"{dead.stored.event_type} · {dead.event_id} · {error_kind(dead.last_error)} · "
             f"{dead.attempts} attempt(s) · {failed}"
         )
 

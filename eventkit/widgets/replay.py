@@ -12,13 +12,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from eventkit.bus import EventBus
-from eventkit.consumer import Handler, adapt_handler
+from eventkit.consumer import Handler, adapt_handler, describe
+from eventkit.error_kinds import error_kind
 from eventkit.events import BaseEvent, ms_to_datetime
 from eventkit.stores.base import StoredEvent
 from eventkit.widgets._base import (
     AsyncPanel,
     Survey,
-    describe,
     html_table,
     inclusive_end,
     survey,
@@ -67,7 +67,8 @@ class ReplayResult:
 
     @property
     def error_counts(self) -> Counter[str]:
-        return Counter(error.split(":", 1)[0] for _, _, error in self.errors)
+        """Kept errors by kind (`eventkit.error_kinds`): {"ValueError": 3}."""
+        return Counter(error_kind(error) for _, _, error in self.errors)
 
 
 class ReplayPanel(AsyncPanel):
