@@ -11,14 +11,14 @@ from types import TracebackType
 from typing import Any, Literal
 
 from eventkit import codec
-from eventkit.checks import check_name, check_number
+from eventkit.checks import check_name, check_number, event_types_of, group_start_of
 from eventkit.config import EventStoreConfig
 from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
-from eventkit.errors import BusClosedError, ConfigError, StoreError
-from eventkit.events import BaseEvent, datetime_to_ms
+from eventkit.errors import BusClosedError, StoreError
+from eventkit.events import BaseEvent
 from eventkit.pages import iter_pages, one_by_one
 from eventkit.stores import open_store
-from eventkit.stores.base import WILDCARD, EventStore, GroupStart, NewEvent, matches, now_ms
+from eventkit.stores.base import WILDCARD, EventStore, NewEvent, matches, now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class EventBus:
         """
         types = event_types or getattr(subscriber, "event_types", None) or [WILDCARD]
         call = adapt_handler(subscriber)  # fails now, not at the first publish
-        self._subscribers[id(subscriber)] = (subscriber, _as_types(types), call)
+        self._subscribers[id(subscriber)] = (subscriber, event_types_of(types), call)
 
     def unsubscribe(self, subscriber: Any) -> None:
         self._subscribers.pop(id(subscriber), None)
@@ -214,7 +214,7 @@ class EventBus:
             lease_seconds: how long a delivery may run before another member may take it.
         """
         store = self._require_open()
-        types = _as_types(event_types)
+        types = event_types_of(event_types)
         check_number("batch_size", batch_size, integer=True, minimum=1, maximum=100_000)
         check_number("max_retries", max_retries, integer=True, maximum=1_000_000)
         # a lease of days is a hung handler holding its event: a week is plenty
@@ -231,7 +231,7 @@ class EventBus:
         previous = self._consumers.pop(sub_id, None)
         if previous is not None:  # re-subscribing a name replaces it: never two tasks for one name
             await previous.stop(timeout=5.0)
-        await store.ensure_group(consumer_group, types, _group_start(start))
+        await store.ensure_group(consumer_group, types, group_start_of(start))
         await store.register_consumer(
             consumer_group, consumer_name, ttl_ms=2 * subscription.lease_ms
         )
@@ -305,7 +305,7 @@ class EventBus:
         """Redeliver DLQ entries to that group only, attempts reset; returns how many."""
         replayed = await self._require_open().replay_dead_letters(
             consumer_group,
-            event_types=None if event_types is None else _as_types(event_types),
+            event_types=None if event_types is None else event_types_of(event_types),
             event_ids=None if event_ids is None else list(event_ids),
         )
         self._wake(consumer_group)
@@ -343,7 +343,7 @@ class EventBus:
         call = adapt_handler(handler)
         handled = 0
         async for stored in one_by_one(
-            iter_pages(store, _as_types(event_types), start_time, end_time, limit=limit)
+            iter_pages(store, event_types_of(event_types), start_time, end_time, limit=limit)
         ):
             try:
                 event = codec.decode(stored)
@@ -360,7 +360,7 @@ class EventBus:
 
     async def get_stats(self) -> dict[str, Any]:
         """Store-wide and per-group figures (shared by every process on the store) plus this bus."""
-        stats = await self._require_open().stats()
+        stats: dict[str, Any] = dict(await self._require_open().stats())
         stats["bus"] = {
             "subscribers": len(self._subscribers),
             "persistent_subscriptions": sorted(self._consumers),
@@ -387,25 +387,6 @@ class EventBus:
                 )
             except Exception as e:
                 logger.warning("background trim failed: %s", describe(e))
-
-
-def _as_types(event_types: Sequence[str] | str) -> tuple[str, ...]:
-    if isinstance(event_types, str):
-        event_types = [event_types]
-    types = tuple(event_types)
-    if not types:
-        raise ConfigError("event_types", event_types, "name at least one event type (or '*')")
-    for event_type in types:
-        check_name("event_types", event_type)
-    return types
-
-
-def _group_start(start: Literal["earliest", "latest"] | datetime) -> GroupStart:
-    if isinstance(start, datetime):
-        return datetime_to_ms(start)
-    if start in ("earliest", "latest"):
-        return start
-    raise ConfigError("start", start, "use 'earliest', 'latest' or a datetime")
 
 
 EnhancedEventBus = EventBus

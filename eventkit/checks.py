@@ -7,8 +7,11 @@ with the same words (SPEC §7 "Refused at the door").
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, cast
 
+from eventkit.clock import datetime_to_ms
 from eventkit.errors import ConfigError, SerializationError
 
 #: datetime's range in epoch milliseconds: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z
@@ -84,3 +87,26 @@ def timestamp_in_range(ms: object) -> bool:
     return (
         type(ms) is int and MIN_TIMESTAMP_MS <= ms <= MAX_TIMESTAMP_MS  # noqa: E721 (not bool)
     )
+
+
+def event_types_of(event_types: Sequence[str] | str) -> tuple[str, ...]:
+    """One type or several as a tuple of checked names ('*' for every type)."""
+    if isinstance(event_types, str):
+        event_types = [event_types]
+    types = tuple(event_types)
+    if not types:
+        raise ConfigError("event_types", event_types, "name at least one event type (or '*')")
+    for event_type in types:
+        check_name("event_types", event_type)
+    return types
+
+
+def group_start_of(
+    start: Literal["earliest", "latest"] | datetime,
+) -> Literal["earliest", "latest"] | int:
+    """A new group's start as the store takes it: a datetime becomes epoch milliseconds."""
+    if isinstance(start, datetime):
+        return datetime_to_ms(start)
+    if start in ("earliest", "latest"):
+        return start
+    raise ConfigError("start", start, "use 'earliest', 'latest' or a datetime")

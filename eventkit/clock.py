@@ -1,13 +1,15 @@
 """The one clock: UTC epoch milliseconds at rest, timezone-aware UTC datetimes in the API.
 
-A leaf module (standard library only), so stores, codec and events share one clock domain without
+A leaf module (standard library and eventkit.errors only), so stores, codec and events share one clock domain without
 importing each other.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+from eventkit.errors import ConfigError
 
 
 def now_ms() -> int:
@@ -63,3 +65,27 @@ def ms_to_datetime(ms: int) -> datetime:
         _DATETIMES[ms] = moment
         _MILLISECONDS[moment] = int(ms)
     return moment
+
+
+#: what every time filter accepts (frames, panels, replay, CLI): pandas.Timestamp is a datetime
+TimeInput = datetime | date | str
+
+
+def parse_time(value: TimeInput, label: str = "time") -> datetime:
+    """A time filter as a UTC datetime: a datetime (naive = UTC) or pandas.Timestamp, a date
+    (its midnight, UTC), or an ISO 8601 string ("2026-11-03", "2026-11-03T12:00",
+    "2026-11-03 12:00:00+01:00", "...Z"). ConfigError (a ValueError) names the label and what
+    is accepted."""
+    if isinstance(value, datetime):
+        return to_utc_ms(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            return to_utc_ms(datetime.fromisoformat(value.strip()))
+        except ValueError:
+            pass
+    raise ConfigError(
+        label, value, "give a datetime (naive = UTC), a pandas.Timestamp, a date or an ISO 8601 "
+        "string such as '2026-11-03' or '2026-11-03T12:00:00Z'"
+    )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from eventkit import codec
 from eventkit.clock import now_ms
 from eventkit.errors import SerializationError
-from eventkit.handlers import Delivery, Handler, adapt_handler
+from eventkit.handlers import Delivery, Handler, LeaseTimer, adapt_handler
 from eventkit.policy import Outcome, Subscription, Verdict, decide, describe
 from eventkit.records import Claim
 from eventkit.settling import STORE_RETRY_MAX, Settler
@@ -31,8 +31,6 @@ __all__ = ["Consumer", "Delivery", "Handler", "LeaseTimer", "Subscription", "ada
 logger = logging.getLogger(__name__)
 
 
-#: loop turns a prefetched claim needs to reach the socket (redis-py awaits a few times first)
-PREFETCH_YIELDS = 4
 #: how often stop() looks again at a consumer it is waiting for
 STOP_RECHECK_SECONDS = 0.05
 #: after a batch that took over a quarter of its lease, claims stop prefetching for this long
@@ -42,29 +40,6 @@ RESTART_FIRST = 0.1
 RESTART_MAX = 5.0
 #: a worker that ran this long before ending starts the restart pause afresh
 RESTART_RESET_SECONDS = 30.0
-
-
-class LeaseTimer:
-    """One asyncio.timeout for a whole batch, moved to each handler's lease deadline (a batch shares
-    one, so it rarely moves) and lifted around store calls. A timeout object per event would cost
-    about as much as the rest of a delivery on the memory backend."""
-
-    def __init__(self) -> None:
-        self.scope = asyncio.timeout(None)
-        self._deadline_ms: int | None = None
-
-    def move_to(self, deadline_ms: int | None) -> None:
-        """Expire at this lease deadline (None: no limit, e.g. while the store is called)."""
-        if deadline_ms == self._deadline_ms:
-            return
-        self._deadline_ms = deadline_ms
-        when = None
-        if deadline_ms is not None:
-            when = asyncio.get_running_loop().time() + (deadline_ms - now_ms()) / 1000
-        self.scope.reschedule(when)
-
-    def expired(self) -> bool:
-        return self.scope.expired()
 
 
 class Consumer:
@@ -225,10 +200,10 @@ class Consumer:
         """With a backlog, the store prepares the next batch while this one is handled (where its
         work runs outside this thread). Not for a while after a batch took long against the
         lease: the next batch would sit out its lease waiting, and come back as failed attempts."""
-        if not self.store.prefetch_claims:
+        if not self.store.prefetch_turns:
             return None
         task = asyncio.get_running_loop().create_task(self._claim())
-        for _ in range(PREFETCH_YIELDS):  # let it send its request
+        for _ in range(self.store.prefetch_turns):  # let it send its request
             await asyncio.sleep(0)
         return task
 

@@ -3,13 +3,14 @@ or without a Delivery), and the Delivery a handler may take to see and extend it
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from eventkit.checks import check_number
-from eventkit.clock import ms_to_datetime
+from eventkit.clock import ms_to_datetime, now_ms
 from eventkit.errors import LeaseLostError
 from eventkit.events import BaseEvent
 from eventkit.records import Claim
@@ -108,3 +109,26 @@ def _positional_arity(target: Callable[..., Any]) -> int:
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
         return 2
     return sum(1 for p in params if p.kind in kinds)
+
+
+class LeaseTimer:
+    """One asyncio.timeout for a whole batch, moved to each handler's lease deadline (a batch shares
+    one, so it rarely moves) and lifted around store calls. A timeout object per event would cost
+    about as much as the rest of a delivery on the memory backend."""
+
+    def __init__(self) -> None:
+        self.scope = asyncio.timeout(None)
+        self._deadline_ms: int | None = None
+
+    def move_to(self, deadline_ms: int | None) -> None:
+        """Expire at this lease deadline (None: no limit, e.g. while the store is called)."""
+        if deadline_ms == self._deadline_ms:
+            return
+        self._deadline_ms = deadline_ms
+        when = None
+        if deadline_ms is not None:
+            when = asyncio.get_running_loop().time() + (deadline_ms - now_ms()) / 1000
+        self.scope.reschedule(when)
+
+    def expired(self) -> bool:
+        return self.scope.expired()

@@ -1,10 +1,10 @@
-"""One self-overwriting status line for long commands (demo, import, export): standard library only."""
+"""Progress for long work: a self-overwriting terminal line (CLI, demo) and tqdm bars (frames, import, export, replay)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class ProgressLine:
@@ -50,3 +50,22 @@ class ProgressLine:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self._showing = False
+
+
+#: a bar appears only once work has run this long, so quick calls stay quiet
+BAR_DELAY_SECONDS = 1.0
+
+
+def progress_bar(
+    total: int | None, description: str, *, enabled: bool = True, unit: str = "event"
+) -> Any:
+    """A tqdm.auto bar (a widget in Jupyter, a text line elsewhere) for long work: frames,
+    imports, exports, replays. It shows only after BAR_DELAY_SECONDS, so short calls print
+    nothing; enabled=False (a `progress=False` argument) silences it. Use as a context manager
+    and call .update(n)."""
+    from tqdm.auto import tqdm  # the notebook extra: imported only when a bar is wanted
+
+    return tqdm(
+        total=total, desc=description, unit=unit, unit_scale=True, delay=BAR_DELAY_SECONDS,
+        disable=not enabled, leave=False, dynamic_ncols=True,
+    )  # fmt: skip

@@ -144,3 +144,10 @@ class StoreStats(TypedDict):
     dlq_events: int
     #: events the last trim kept because a group had not acked them
     kept_unacked: int
+
+
+class Stats(TypedDict):
+    """What EventStore.stats() returns: the store's block and each group's figures by name."""
+
+    store: StoreStats
+    groups: dict[str, GroupStats]

@@ -149,8 +149,8 @@ class FlakyStore:
         return bool(self.inner.blocking_claims)
 
     @property
-    def prefetch_claims(self) -> bool:
-        return bool(self.inner.prefetch_claims)
+    def prefetch_turns(self) -> int:
+        return int(self.inner.prefetch_turns)
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         self.calls[name] += 1

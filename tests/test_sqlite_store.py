@@ -15,7 +15,8 @@ import pytest
 
 from eventkit.errors import StoreError, StoreUnavailableError
 from eventkit.stores.base import NewEvent
-from eventkit.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteEventStore
+from eventkit.stores.sqlite import SQLiteEventStore
+from eventkit.stores.sqlite_sql import MIGRATIONS, SCHEMA_VERSION
 from tests.helpers import new_events
 
 ROOT = Path(__file__).resolve().parents[1]

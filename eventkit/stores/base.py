@@ -29,6 +29,7 @@ from eventkit.records import (
     DeliveryStatus,
     GroupStats,
     NewEvent,
+    Stats,
     StoredEvent,
     StoreStats,
     TrimResult,
@@ -36,14 +37,20 @@ from eventkit.records import (
 
 __all__ = [  # the records are re-exported: stores and tests name them from here
     "Claim", "DeadLetter", "DeliveryRecord", "DeliveryStatus", "EventStore", "GroupStart",
-    "GroupStats", "NewEvent", "StoreStats", "StoredEvent", "TrimResult", "WILDCARD",
-    "check_limit", "claim_cancel_safe", "error_boundary", "matches", "now_ms",
+    "EXPIRED_LEASE_ERROR", "GroupStats", "NewEvent", "Stats", "StoreStats", "StoredEvent", "TrimResult", "WILDCARD",
+    "check_limit", "claim_cancel_safe", "stats_with_store_block", "error_boundary", "matches", "now_ms",
 ]  # fmt: skip
 
 #: a group's start: all retained events, only those published after it, or from a timestamp (ms)
 GroupStart = Literal["earliest", "latest"] | int
 
 WILDCARD = "*"
+
+#: last_error of a delivery claimed again after its lease expired, on every backend (the Redis
+#: claim script gets it with %s for the consumer)
+EXPIRED_LEASE_ERROR = (
+    "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
+)
 
 R = TypeVar("R")
 
@@ -57,9 +64,11 @@ class EventStore(Protocol):
     backend: str
     #: True when claim(block_ms=...) can wait server-side for new events (Redis XREADGROUP BLOCK)
     blocking_claims: bool
-    #: True when the store's work happens outside the event loop's thread (a server, SQLite's C
-    #: code in aiosqlite's thread), so claiming the next batch while handlers run overlaps the two
-    prefetch_claims: bool
+    #: 0 when the store works in the event loop's thread (memory): claiming ahead would only
+    #: delay handlers. Else its work runs elsewhere (a server, SQLite's C code in aiosqlite's
+    #: thread) and the consumer claims the next batch while handlers run; the number is how many
+    #: loop turns a claim takes to send its request, given before the first handler starts
+    prefetch_turns: int
 
     async def open(self) -> None:
         """Connect and create the schema if needed; idempotent. StoreUnavailableError if unreachable."""
@@ -176,7 +185,7 @@ class EventStore(Protocol):
     ) -> list[DeliveryRecord]:
         """Delivery records of one group in position order, paged by after_position."""
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> Stats:
         """{"store": StoreStats, "groups": {name: GroupStats}}, read from the store itself so every
         process sharing it sees the same figures."""
 
@@ -274,3 +283,18 @@ _PROTOCOL_METHODS = frozenset(
     for name, member in vars(EventStore).items()
     if not name.startswith("_") and inspect.iscoroutinefunction(member)
 )
+
+
+def stats_with_store_block(
+    backend: str, total_events: int, kept_unacked: int, groups: dict[str, GroupStats]
+) -> Stats:
+    """Stats with the store block every backend shares: its in-flight and DLQ counts are the
+    groups' sums, so the two can never disagree."""
+    store: StoreStats = {
+        "backend": backend,
+        "total_events": total_events,
+        "pending_events": sum(g["pending"] for g in groups.values()),
+        "dlq_events": sum(g["dlq"] for g in groups.values()),
+        "kept_unacked": kept_unacked,
+    }
+    return {"store": store, "groups": groups}

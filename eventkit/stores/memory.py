@@ -8,32 +8,30 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from eventkit.errors import GroupNotFoundError
 from eventkit.stores.base import (
+    EXPIRED_LEASE_ERROR,
     Claim,
     DeadLetter,
     DeliveryRecord,
     DeliveryStatus,
     GroupStart,
+    GroupStats,
     NewEvent,
+    Stats,
     StoredEvent,
     TrimResult,
     check_limit,
     matches,
     now_ms,
+    stats_with_store_block,
 )
 from eventkit.stores.memory_group import ConsumerGroup
 
 #: lease tokens only need to differ within this process: a counter, not a random syscall per lease
 _TOKENS = itertools.count(1)
-
-#: last_error of a delivery claimed again after its lease expired (redis.py imports it from here)
-EXPIRED_LEASE_ERROR = (
-    "lease expired: consumer {consumer} did not settle within its lease (died or hung)"
-)
 
 
 class MemoryEventStore:
@@ -42,7 +40,7 @@ class MemoryEventStore:
 
     backend = "memory"
     blocking_claims = False
-    prefetch_claims = False
+    prefetch_turns = 0
 
     def __init__(self) -> None:
         self._log: list[StoredEvent] = []
@@ -169,26 +167,26 @@ class MemoryEventStore:
         return taken
 
     async def ack(self, claims: Sequence[Claim]) -> int:
-        now = now_ms()
-        counted = 0
-        for claim in claims:
-            state = self._groups.get(claim.consumer_group)
-            if state is not None and state.ack(claim, now):
-                counted += 1
-        return counted
+        return self._settle_each(claims, ConsumerGroup.ack)
 
     async def extend_lease(self, claim: Claim, lease_ms: int) -> Claim | None:
         state = self._groups.get(claim.consumer_group)
         return None if state is None else state.extend(claim, now_ms(), lease_ms)
 
     async def release(self, claims: Sequence[Claim]) -> int:
+        return self._settle_each(claims, ConsumerGroup.release)
+
+    def _settle_each(
+        self, claims: Sequence[Claim], settle: Callable[[ConsumerGroup, Claim, int], bool]
+    ) -> int:
+        """Settle each claim in its group; how many still held their lease."""
         now = now_ms()
-        released = 0
+        settled = 0
         for claim in claims:
             state = self._groups.get(claim.consumer_group)
-            if state is not None and state.release(claim, now):
-                released += 1
-        return released
+            if state is not None and settle(state, claim, now):
+                settled += 1
+        return settled
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         state = self._groups.get(claim.consumer_group)
@@ -290,9 +288,9 @@ class MemoryEventStore:
             positions = positions[:limit]
         return [state.deliveries[p].record(group) for p in positions]
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> Stats:
         now = now_ms()
-        groups = {
+        groups: dict[str, GroupStats] = {
             name: {
                 "lag": self._unread(state),
                 "pending": len(state.unsettled),
@@ -304,16 +302,7 @@ class MemoryEventStore:
             }
             for name, state in sorted(self._groups.items())
         }
-        return {
-            "store": {
-                "backend": self.backend,
-                "total_events": len(self._log),
-                "pending_events": sum(g["pending"] for g in groups.values()),
-                "dlq_events": sum(g["dlq"] for g in groups.values()),
-                "kept_unacked": self._kept_unacked,
-            },
-            "groups": groups,
-        }
+        return stats_with_store_block(self.backend, len(self._log), self._kept_unacked, groups)
 
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None

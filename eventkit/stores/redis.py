@@ -22,11 +22,14 @@ from redis.exceptions import ResponseError
 from eventkit.config import check_redis_url, redact_url
 from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.stores.base import (
+    EXPIRED_LEASE_ERROR,
     Claim,
     DeadLetter,
     DeliveryRecord,
     GroupStart,
+    GroupStats,
     NewEvent,
+    Stats,
     StoredEvent,
     TrimResult,
     check_limit,
@@ -34,8 +37,8 @@ from eventkit.stores.base import (
     error_boundary,
     matches,
     now_ms,
+    stats_with_store_block,
 )
-from eventkit.stores.memory import EXPIRED_LEASE_ERROR
 from eventkit.stores.redis_client import MAX_BLOCK_MS, connect, translate
 from eventkit.stores.redis_keys import Keys
 from eventkit.stores.redis_records import (
@@ -66,7 +69,7 @@ class RedisEventStore:
 
     backend = "redis"
     blocking_claims = True
-    prefetch_claims = True
+    prefetch_turns = 4  # redis-py: pool checkout, then the script call is written
 
     def __init__(self, url: str, *, namespace: str = "eventkit") -> None:
         self._url = check_redis_url("redis_url", url)
@@ -348,7 +351,7 @@ class RedisEventStore:
         records.sort(key=lambda r: r.position)
         return records if limit is None else records[:limit]
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> Stats:
         names = await self.groups()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xlen(self._keys.events)
@@ -361,7 +364,7 @@ class RedisEventStore:
                 pipe.hmget(g.counters, "delivered", "acked", "retried")
                 pipe.zcount(g.members, f"({now_ms()}", "+inf")
             total, kept, *rest = await pipe.execute()
-        groups: dict[str, dict[str, int]] = {}
+        groups: dict[str, GroupStats] = {}
         for i, name in enumerate(names):
             lag, pending, dlq, (delivered, acked, retried), consumers = rest[i * 5 : i * 5 + 5]
             groups[name] = {
@@ -369,14 +372,7 @@ class RedisEventStore:
                 "delivered": int(delivered or 0), "acked": int(acked or 0),
                 "retried": int(retried or 0), "consumers": int(consumers),
             }  # fmt: skip
-        store = {
-            "backend": self.backend,
-            "total_events": int(total),
-            "pending_events": sum(g["pending"] for g in groups.values()),
-            "dlq_events": sum(g["dlq"] for g in groups.values()),
-            "kept_unacked": int(kept or 0),
-        }
-        return {"store": store, "groups": groups}
+        return stats_with_store_block(self.backend, int(total), int(kept or 0), groups)
 
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None

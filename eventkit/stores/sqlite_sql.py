@@ -4,6 +4,11 @@ so the store module reads as operations. Table and column names here are the fil
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from eventkit.stores.base import WILDCARD, Claim, check_limit
 
 EVENTS = "events"
 GROUPS = "consumer_groups"
@@ -15,7 +20,6 @@ DEAD_LETTERS = "dead_letters"
 REVIVED = "revived_events"
 META = "meta"
 
-EXPIRED_LEASE_ERROR = "lease expired: consumer {} did not settle within its lease (died or hung)"
 EVENT_COLUMNS = "position, event_id, event_type, version, source, timestamp_ms, data, published_ms"
 #: a copy of an event (DLQ, REVIVED), the first columns of its table
 EVENT_COPY = """position INTEGER NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
@@ -153,3 +157,70 @@ def unread_sql(type_count: int) -> str:
     return (
         " UNION ALL ".join(f"SELECT * FROM ({arm})" for arm in arms) + " ORDER BY position LIMIT :n"
     )
+
+
+# -- statements of the rarer operations ---------------------------------------------------
+
+#: a new group's cursor: just before the first event (publish order) stamped at or after ?;
+#: with NULL ("latest") none is found: after the last event
+START_CURSOR = f"""SELECT COALESCE((SELECT MIN(position) FROM {EVENTS} WHERE timestamp_ms >= ?) - 1,
+                   (SELECT MAX(position) FROM {EVENTS}), 0)"""
+#: a replayed dead letter: due at once with attempts reset, for its group only
+REDELIVER = f"""INSERT INTO {DELIVERIES} (group_name, position, event_id, event_type,
+    published_ms, consumer, attempts, status, first_delivered_ms, deadline_ms)
+    VALUES (?, ?, ?, ?, ?, ?, 0, 'retrying', ?, 0) ON CONFLICT DO UPDATE
+    SET attempts = 0, status = 'retrying', deadline_ms = 0, token = NULL"""
+#: a replayed dead letter trimmed from the log meanwhile: the DLQ copy becomes its group's copy
+REVIVE = f"""INSERT OR REPLACE INTO {REVIVED} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?
+    WHERE NOT EXISTS (SELECT 1 FROM {EVENTS} WHERE position = ?)"""
+#: a revived copy is needed only while its delivery is unsettled
+FORGET_SETTLED_REVIVED = f"""DELETE FROM {REVIVED} WHERE NOT EXISTS (SELECT 1 FROM {DELIVERIES} d
+    WHERE d.group_name = {REVIVED}.group_name AND d.position = {REVIVED}.position
+    AND d.deadline_ms IS NOT NULL)"""
+DELIVERY_COLUMNS = """position, event_id, event_type, group_name, consumer, status, attempts,
+    published_ms, first_delivered_ms, acked_ms, last_error"""
+_GROUP_STATS = f"""SELECT g.name, {{lag}}, {{pending}},
+    (SELECT COUNT(*) FROM {DEAD_LETTERS} WHERE group_name = g.name),
+    g.delivered, g.acked, g.retried,
+    (SELECT COUNT(*) FROM {CONSUMERS} WHERE group_name = g.name AND {{live}})
+    FROM {GROUPS} g ORDER BY g.name"""
+#: lag, pending, dlq, delivered, acked, retried and live consumers of each group, by name
+GROUP_STATS = _GROUP_STATS.format(lag=LAG, pending=PENDING, live="expires_ms > :now")
+#: the same on a store older than schema step 3, whose consumers carry no expiry
+GROUP_STATS_BEFORE_EXPIRY = _GROUP_STATS.format(lag=LAG, pending=PENDING, live="1")
+STORE_TOTALS = f"""SELECT (SELECT COUNT(*) FROM {EVENTS}),
+    COALESCE((SELECT value FROM {META} WHERE key = 'kept_unacked'), 0)"""
+
+
+# -- building statements ------------------------------------------------------------------
+
+
+def held_params(claim: Claim, now: int) -> tuple[str, int, str, int]:
+    return (claim.consumer_group, claim.event.position, claim.token, now)
+
+
+def where(*terms: tuple[str, Any], join: str = " AND ") -> tuple[str, list[Any]]:
+    """The condition of the terms whose value is not None, and their parameters."""
+    used = [(clause, value) for clause, value in terms if value is not None]
+    return join.join(clause for clause, _ in used) or "1", [value for _, value in used]
+
+
+def limited(sql: str, params: list[Any], limit: int | None) -> tuple[str, list[Any]]:
+    """In position order, with LIMIT only for a checked limit: never a negative one (no limit)."""
+    check_limit(limit)
+    if limit is None:
+        return f"{sql} ORDER BY position", params
+    return f"{sql} ORDER BY position LIMIT ?", [*params, limit]
+
+
+def types_json(event_types: Sequence[str] | None) -> str | None:
+    """A type filter as JSON, or None when it matches every type (as base.matches reads it)."""
+    return None if not event_types or WILDCARD in event_types else json.dumps(list(event_types))
+
+
+def dlq_where(
+    group: str | None, event_ids: Sequence[str] | None, event_types: Sequence[str] | None = None
+) -> tuple[str, list[Any]]:
+    ids = None if event_ids is None else json.dumps(list(event_ids))
+    return where(("group_name = ?", group), (f"event_id {IN_JSON}", ids),
+                  (f"event_type {IN_JSON}", types_json(event_types)))  # fmt: skip
