@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -12,13 +13,15 @@ from typing import Any, Literal
 
 from eventkit import codec
 from eventkit.checks import check_name, check_number, event_types_of, group_start_of
+from eventkit.clock import TimeInput, parse_time
 from eventkit.config import EventStoreConfig
 from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
 from eventkit.errors import BusClosedError, StoreError
 from eventkit.events import BaseEvent
-from eventkit.pages import iter_pages, one_by_one
+from eventkit.progress import reporting
+from eventkit.replay import replay_log
 from eventkit.stores import open_store
-from eventkit.stores.base import WILDCARD, EventStore, NewEvent, matches, now_ms
+from eventkit.stores.base import WILDCARD, DeadLetter, EventStore, NewEvent, matches, now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,11 @@ class EventBus:
     @property
     def initialized(self) -> bool:
         return self._initialized
+
+    @property
+    def closed(self) -> bool:
+        """True once close() ran: the bus cannot be used again (make a new one)."""
+        return self._closed
 
     @property
     def store(self) -> EventStore:
@@ -292,9 +300,24 @@ class EventBus:
 
     # -- dead-letter queue --------------------------------------------------------------------
 
-    async def get_pending_events(self, consumer_group: str) -> int:
-        """Number of events in the group's DLQ."""
+    async def dlq_size(self, consumer_group: str) -> int:
+        """How many events sit in the group's dead-letter queue (not what is in flight: that is
+        get_stats()["groups"][group]["in_flight"])."""
         return await self._require_open().count_dead_letters(consumer_group)
+
+    async def dead_letters(
+        self, consumer_group: str | None = None, event_ids: Sequence[str] | None = None
+    ) -> list[DeadLetter]:
+        """The DLQ entries of a group (or of every group), oldest failure first: each with its
+        `.event` (typed), `.last_error`, `.traceback`, `.attempts`, `.replays` and `.failed_at`."""
+        return await self._require_open().get_pending_events(
+            consumer_group, event_ids=None if event_ids is None else list(event_ids)
+        )
+
+    async def get_pending_events(self, consumer_group: str) -> int:
+        """The size of the group's DLQ, under the guide's name: the same as dlq_size(). (The
+        store's get_pending_events lists the entries, as dead_letters() does.)"""
+        return await self.dlq_size(consumer_group)
 
     async def replay_dlq(
         self,
@@ -328,33 +351,31 @@ class EventBus:
         self,
         event_types: Sequence[str] | str,
         handler: Any,
-        start_time: datetime | None = None,
-        end_time: datetime | None = None,
+        start_time: TimeInput | None = None,
+        end_time: TimeInput | None = None,
         limit: int | None = None,
         *,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | bool = True,
     ) -> int:
         """Call handler on stored events of these types with start_time <= timestamp < end_time,
         in publish order and migrated, outside any group (no acks, no DLQ). Returns how many were
-        handled; a handler error stops the replay and propagates."""
+        handled; a handler error stops the replay and propagates.
+
+        Times: datetimes (naive = UTC), pandas.Timestamp, dates or ISO strings. progress: True
+        shows a bar once the replay has run a second, False none, a callable gets the count."""
         store = self._require_open()
         if limit is not None:
             check_number("limit", limit, integer=True)
-        call = adapt_handler(handler)
-        handled = 0
-        async for stored in one_by_one(
-            iter_pages(store, event_types_of(event_types), start_time, end_time, limit=limit)
-        ):
-            try:
-                event = codec.decode(stored)
-            except codec.DECODE_ERRORS as e:
-                logger.warning("replay skips %s: %s", stored.event_id, describe(e))
-                continue
-            await call(event, None)
-            handled += 1
-            if progress is not None:
-                progress(handled)
-        return handled
+        start = None if start_time is None else parse_time(start_time, "start_time")
+        end = None if end_time is None else parse_time(end_time, "end_time")
+        replay = functools.partial(
+            replay_log, store, event_types_of(event_types), adapt_handler(handler), start, end,
+            limit,
+        )  # fmt: skip
+        if callable(progress):
+            return await replay(progress)
+        with reporting(progress, "replaying") as report:
+            return await replay(None if report is None else lambda n: report(n, None))
 
     # -- stats and retention ------------------------------------------------------------------
 

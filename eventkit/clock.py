@@ -86,6 +86,8 @@ def parse_time(value: TimeInput, label: str = "time") -> datetime:
         except ValueError:
             pass
     raise ConfigError(
-        label, value, "give a datetime (naive = UTC), a pandas.Timestamp, a date or an ISO 8601 "
-        "string such as '2026-11-03' or '2026-11-03T12:00:00Z'"
+        label,
+        value,
+        "give a datetime (naive = UTC), a pandas.Timestamp, a date or an ISO 8601 "
+        "string such as '2026-11-03' or '2026-11-03T12:00:00Z'",
     )

@@ -161,7 +161,7 @@ async def run_demo(
 
 def _progress_text(stats: dict[str, Any]) -> str:
     parts = [
-        f"{name}: {g['acked']} acked, {g['pending']} pending, {g['lag']} unread, {g['dlq']} in DLQ"
+        f"{name}: {g['acked']} acked, {g['in_flight']} in flight, {g['lag']} unread, {g['dlq']} in DLQ"
         for name, g in stats["groups"].items()
     ]
     return "consuming | " + " | ".join(parts)
@@ -172,7 +172,7 @@ def _print_stats(stats: dict[str, Any], out: Callable[[str], Any]) -> None:
     out("")
     out(
         f"store: {store['backend']}, {store['total_events']} events, "
-        f"{store['pending_events']} pending, {store['dlq_events']} in DLQ"
+        f"{store['in_flight_events']} in flight, {store['dlq_events']} in DLQ"
     )
     out(
         f"{'group':<12} {'delivered':>9} {'acked':>7} {'retried':>7} {'dlq':>5} {'lag':>5} consumers"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, NamedTuple, NotRequired, TypedDict
 
 from eventkit.clock import ms_to_datetime
 
@@ -84,6 +84,8 @@ class DeadLetter:
     failed_ms: int
     last_error: str
     traceback: str = ""
+    #: how many times this event was replayed from the group's DLQ before it came back
+    replays: int = 0
 
     @property
     def event(self) -> BaseEvent:
@@ -128,8 +130,16 @@ class TrimResult:
 
 
 class GroupStats(TypedDict):
+    """One group's figures, the same on every backend (SPEC §3 "Stats")."""
+
+    #: events of the group's types not yet delivered to it
     lag: int
-    pending: int
+    #: delivered and not settled: leased to a member now, or awaiting a retry
+    in_flight: int
+    #: in_flight under its old name, kept for one release (it was never the DLQ's size); added
+    #: by stats_with_store_block, so stores leave it out
+    pending: NotRequired[int]
+    #: entries in the group's dead-letter queue
     dlq: int
     delivered: int
     acked: int
@@ -140,6 +150,9 @@ class GroupStats(TypedDict):
 class StoreStats(TypedDict):
     backend: str
     total_events: int
+    #: the groups' in_flight, summed
+    in_flight_events: int
+    #: in_flight_events under its old name, kept for one release
     pending_events: int
     dlq_events: int
     #: events the last trim kept because a group had not acked them

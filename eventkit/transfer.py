@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import reprlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,15 +34,15 @@ from eventkit.checks import (
     check_text,
     timestamp_in_range,
 )
+from eventkit.clock import TimeInput, parse_time
 from eventkit.errors import ConfigError, EventKitError, SerializationError
 from eventkit.events import datetime_to_ms
 from eventkit.pages import iter_pages, one_by_one
+from eventkit.progress import Progress, ProgressArg, reporting
 from eventkit.stores.base import NewEvent
 
 logger = logging.getLogger(__name__)
 
-#: progress(count_done, total_or_None)
-Progress = Callable[[int, int | None], None]
 #: how often export reports progress
 EXPORT_PROGRESS_EVERY = 10_000
 #: how often the check pass of an import reports progress (lines)
@@ -111,7 +111,7 @@ async def import_jsonl(
     path: str | Path,
     *,
     batch_size: int = 1000,
-    progress: Progress | None = None,
+    progress: ProgressArg = True,
     skip_invalid: bool = False,
     checked: JsonlCheck | None = None,
 ) -> int:
@@ -125,7 +125,9 @@ async def import_jsonl(
     Args:
         skip_invalid: import the valid lines; the invalid ones are logged at WARNING (how many,
             the first line numbers and the first reason).
-        progress: called with (lines done, lines in the file) after each batch written.
+        progress: True (default) shows a bar once the import has run a second (tqdm: a widget in
+            Jupyter); False shows none; a callable is called with (lines done, lines in the file)
+            after each batch written.
         checked: the result of check_jsonl(path) when the caller ran it already (the CLI does,
             before it opens the store), so the file is not checked twice.
     """
@@ -143,6 +145,18 @@ async def import_jsonl(
             "skipped %s of %s (%s); line %d: %s",
             _count(check.invalid, "invalid line"), path, check.lines_named(), number, reason,
         )  # fmt: skip
+    with reporting(progress, f"importing {path.name}") as report:
+        return await _import_checked(bus, path, check, batch_size, skip_invalid, report)
+
+
+async def _import_checked(
+    bus: EventBus,
+    path: Path,
+    check: JsonlCheck,
+    batch_size: int,
+    skip_invalid: bool,
+    progress: Progress | None,
+) -> int:
     added = 0
     try:
         batch: dict[str, NewEvent] = {}
@@ -197,16 +211,35 @@ async def export_jsonl(
     path: str | Path,
     *,
     event_types: Sequence[str] | None = None,
-    start_time: datetime | None = None,
-    end_time: datetime | None = None,
-    progress: Progress | None = None,
+    start_time: TimeInput | None = None,
+    end_time: TimeInput | None = None,
+    progress: ProgressArg = True,
 ) -> int:
     """Write the matching events in publish order as JSON Lines; returns how many.
+
+    Times filter on each event's own timestamp (start_time <= t < end_time) and take what
+    clock.parse_time takes: datetimes (naive = UTC), pandas.Timestamp, dates, ISO strings.
+    progress: True (default) shows a bar once the export has run a second; False none; a
+    callable gets (events written, None) every EXPORT_PROGRESS_EVERY and (n, n) at the end.
 
     The file appears complete or not at all (written beside it, then renamed). A stored payload
     that is not JSON raises SerializationError naming the event, rather than exporting it mangled.
     """
     path = check_output_path(path)
+    start = None if start_time is None else parse_time(start_time, "start_time")
+    end = None if end_time is None else parse_time(end_time, "end_time")
+    with reporting(progress, f"exporting to {path.name}") as report:
+        return await _export(bus, path, event_types, start, end, report)
+
+
+async def _export(
+    bus: EventBus,
+    path: Path,
+    event_types: Sequence[str] | None,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    progress: Progress | None,
+) -> int:
     partial = path.with_name(f".{path.name}.partial")
     count = 0
     try:

@@ -133,8 +133,51 @@ async def test_a_file_of_schema_1_is_upgraded_and_its_groups_go_on(tmp_path: Pat
     finally:
         await store.close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
     raw.close()
+
+
+async def test_dead_letters_of_a_schema_3_file_read_with_no_replays_then_count_them(
+    tmp_path: Path,
+) -> None:
+    """Step 4 (replay counts) on a file whose DLQ was written by step 3, read-only and upgraded."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        raw.execute("PRAGMA journal_mode = WAL")
+        for _, statements in MIGRATIONS[:3]:
+            for statement in statements:
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 3")
+        raw.execute("INSERT INTO events VALUES (1, 'e1', 'asset.discovered', 1, 's', 0, '{}', 0)")
+        raw.execute("INSERT INTO consumer_groups (name, cursor, delivered) VALUES ('g', 1, 1)")
+        raw.execute("INSERT INTO group_types VALUES ('g', '*')")
+        raw.execute(
+            "INSERT INTO deliveries (group_name, position, event_id, event_type, published_ms, "
+            "consumer, attempts, status, first_delivered_ms, last_error) "
+            "VALUES ('g', 1, 'e1', 'asset.discovered', 0, 'w', 4, 'dead', 0, 'boom')"
+        )
+        raw.execute(
+            "INSERT INTO dead_letters VALUES (1, 'e1', 'asset.discovered', 1, 's', 0, '{}', 0, "
+            "'g', 'w', 4, 5, 'boom', 'tb')"
+        )
+    raw.close()
+    reader = SQLiteEventStore(path, read_only=True)
+    await reader.open()
+    try:
+        [letter] = await reader.get_pending_events("g")
+        assert (letter.event_id, letter.attempts, letter.replays) == ("e1", 4, 0)
+    finally:
+        await reader.close()
+    store = SQLiteEventStore(path)
+    await store.open()
+    try:
+        assert await store.replay_dead_letters("g") == 1
+        [claim] = await store.claim("g", "w", limit=1, lease_ms=5_000)
+        assert await store.dead_letter(claim, error="boom again")
+        [letter] = await store.get_pending_events("g")
+        assert (letter.attempts, letter.replays, letter.last_error) == (1, 1, "boom again")
+    finally:
+        await store.close()
 
 
 async def test_idle_claim_is_cheap_with_a_large_log_and_never_waits_for_the_writer(

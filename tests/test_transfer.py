@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventkit import EventBus, EventStoreConfig
+from eventkit import EventBus, EventStoreConfig, progress
 from eventkit.checks import MAX_INT64, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from eventkit.errors import SerializationError, StoreUnavailableError
 from eventkit.stores import MemoryEventStore
@@ -296,3 +296,28 @@ async def test_export_to_a_path_it_cannot_write_names_that_path(
             await export_jsonl(bus, tmp_path / target)
     assert raised.value.filename == str(tmp_path / target)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder"]  # no partial file left
+
+
+async def test_long_import_export_and_replay_show_a_bar_and_progress_false_silences_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tqdm bars on stderr (a widget in Jupyter) once work has run BAR_DELAY_SECONDS: set to 0
+    here so this small file counts as long."""
+    monkeypatch.setattr(progress, "BAR_DELAY_SECONDS", 0.0)
+    path = write_lines(tmp_path / "in.jsonl", [record(i) for i in range(2_500)])
+    async with memory_bus() as bus:
+        assert await import_jsonl(bus, path, batch_size=500, progress=False) == 2_500
+        assert await export_jsonl(bus, tmp_path / "quiet.jsonl", progress=False) == 2_500
+        assert await bus.replay_events("*", lambda e: None, progress=False) == 2_500
+        assert capsys.readouterr().err == ""
+    async with memory_bus() as bus:
+        assert await import_jsonl(bus, path, batch_size=500) == 2_500
+        bars = capsys.readouterr().err
+        assert "importing in.jsonl" in bars and "2.50k/2.50k" in bars
+        assert await export_jsonl(bus, tmp_path / "out.jsonl") == 2_500
+        assert "exporting to out.jsonl" in capsys.readouterr().err
+        assert await bus.replay_events("*", lambda e: None) == 2_500
+        assert "replaying" in capsys.readouterr().err
+        counts: list[int] = []
+        assert await bus.replay_events("*", lambda e: None, progress=counts.append) == 2_500
+        assert counts == list(range(1, 2_501)) and capsys.readouterr().err == ""

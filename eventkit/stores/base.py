@@ -289,11 +289,15 @@ def stats_with_store_block(
     backend: str, total_events: int, kept_unacked: int, groups: dict[str, GroupStats]
 ) -> Stats:
     """Stats with the store block every backend shares: its in-flight and DLQ counts are the
-    groups' sums, so the two can never disagree."""
+    groups' sums, so the two can never disagree. Adds the old `pending` names as aliases."""
+    for figures in groups.values():
+        figures["pending"] = figures["in_flight"]  # the old name, for one release
+    in_flight = sum(g["in_flight"] for g in groups.values())
     store: StoreStats = {
         "backend": backend,
         "total_events": total_events,
-        "pending_events": sum(g["pending"] for g in groups.values()),
+        "in_flight_events": in_flight,
+        "pending_events": in_flight,
         "dlq_events": sum(g["dlq"] for g in groups.values()),
         "kept_unacked": kept_unacked,
     }

@@ -148,8 +148,8 @@ class MemoryEventStore:
                 delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
             claims.append(state.lease(delivery, consumer, now, lease_ms, token))
         # then unread events after the group's cursor, in publish order
-        for stored in self._take_unread(state, limit - len(claims)):
-            claims.append(state.lease_first(stored, consumer, now, lease_ms, token))
+        unread = self._take_unread(state, limit - len(claims))
+        claims += state.lease_unread(unread, consumer, now, lease_ms, token)
         # one due entry for the batch: its leases expire together
         state.schedule(now + lease_ms + 1, tuple(claim.event.position for claim in claims))
         return claims
@@ -293,7 +293,7 @@ class MemoryEventStore:
         groups: dict[str, GroupStats] = {
             name: {
                 "lag": self._unread(state),
-                "pending": len(state.unsettled),
+                "in_flight": len(state.unsettled),
                 "dlq": len(state.dead),
                 "delivered": state.delivered,
                 "acked": state.acked,

@@ -30,6 +30,8 @@ class Delivery:
     token: str = ""
     acked_ms: int | None = None
     last_error: str | None = None
+    #: times replayed from the DLQ (a dead letter made from it carries the count)
+    replays: int = 0
 
     @property
     def due_ms(self) -> int | None:
@@ -106,13 +108,24 @@ class ConsumerGroup:
             delivery.last_error,
         )  # fmt: skip
 
-    def lease_first(
-        self, stored: StoredEvent, consumer: str, now: int, lease_ms: int, token: str
-    ) -> Claim:
-        """Lease an event the group has never delivered."""
-        delivery = Delivery(stored, consumer, DeliveryStatus.IN_FLIGHT, first_delivered_ms=now)
-        self.deliveries[stored.position] = delivery
-        return self.lease(delivery, consumer, now, lease_ms, token)
+    def lease_unread(
+        self, events: list[StoredEvent], consumer: str, now: int, lease_ms: int, token: str
+    ) -> list[Claim]:
+        """Lease events the group has never delivered: first attempts, sharing one deadline.
+        (The bulk of all claims: each delivery is made in its final state, not made and then
+        leased, which keeps the memory store over 250,000 events/s in bench_core.)"""
+        deadline = now + lease_ms
+        claims: list[Claim] = []
+        for stored in events:
+            position = stored.position
+            self.deliveries[position] = Delivery(
+                stored, consumer, DeliveryStatus.IN_FLIGHT, now, attempts=1,
+                deadline_ms=deadline, token=token,
+            )  # fmt: skip
+            self.unsettled.add(position)
+            claims.append(Claim(stored, self.name, consumer, 1, deadline, token, None))
+        self.delivered += len(claims)
+        return claims
 
     def held(self, claim: Claim, now: int) -> Delivery | None:
         """The delivery if this claim still holds its lease (same token, deadline not passed)."""
@@ -180,6 +193,7 @@ class ConsumerGroup:
             failed_ms=now,
             last_error=error,
             traceback=traceback,
+            replays=delivery.replays,
         )
         return True
 
@@ -198,6 +212,7 @@ class ConsumerGroup:
             delivery = Delivery(letter.stored, letter.consumer_name, DeliveryStatus.RETRYING, now)
             self.deliveries[position] = delivery
         delivery.attempts = 0
+        delivery.replays = letter.replays + 1
         self.unsettled.add(position)
         self._retry_at(delivery, 0)
 

@@ -368,7 +368,7 @@ class RedisEventStore:
         for i, name in enumerate(names):
             lag, pending, dlq, (delivered, acked, retried), consumers = rest[i * 5 : i * 5 + 5]
             groups[name] = {
-                "lag": int(lag), "pending": int(pending), "dlq": int(dlq),
+                "lag": int(lag), "in_flight": int(pending), "dlq": int(dlq),
                 "delivered": int(delivered or 0), "acked": int(acked or 0),
                 "retried": int(retried or 0), "consumers": int(consumers),
             }  # fmt: skip

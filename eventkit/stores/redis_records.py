@@ -93,6 +93,8 @@ class RawRecord(NamedTuple):
     last_error: str | None
     #: the entry's fields ([name, value, ...]) once a trim removed it from the stream
     copy: list[str] | None = None
+    #: times replayed from the DLQ (written only once it was replayed)
+    replays: int = 0
 
 
 def read_record(text: str) -> RawRecord:
@@ -114,5 +116,5 @@ def dead_letter(group: str, text: str) -> DeadLetter:
     d = json.loads(text)
     return DeadLetter(
         stored(d["id"], d["fields"]), group, d["consumer"], int(d["attempts"]),
-        int(d["failed_ms"]), d["error"], d["traceback"],
+        int(d["failed_ms"]), d["error"], d["traceback"], int(d.get("replays", 0)),
     )  # fmt: skip

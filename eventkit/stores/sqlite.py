@@ -46,6 +46,7 @@ from eventkit.stores.sqlite_sql import (
     COUNT_DUE,
     DEAD_LETTER_COLUMNS,
     DEAD_LETTERS,
+    DEAD_LETTERS_BEFORE_REPLAYS,
     DELIVERIES,
     DELIVERY_COLUMNS,
     DUE,
@@ -321,13 +322,13 @@ class SQLiteEventStore:
         async with self._file.transaction() as db:
             held = list(await db.execute_fetchall(
                 f"""UPDATE {DELIVERIES} SET status = 'dead', deadline_ms = NULL, token = NULL,
-                    last_error = ? WHERE {HELD} RETURNING attempts""", (error, *held_params(claim, now))))  # fmt: skip
+                    last_error = ? WHERE {HELD} RETURNING attempts, replays""", (error, *held_params(claim, now))))  # fmt: skip
             if held:
                 await db.execute(
-                    f"INSERT OR REPLACE INTO {DEAD_LETTERS} ({DEAD_LETTER_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                    f"INSERT OR REPLACE INTO {DEAD_LETTERS} ({DEAD_LETTER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                     (e.position, e.event_id, e.event_type, e.version, e.source, e.timestamp_ms,
                      e.data, e.published_ms, claim.consumer_group, claim.consumer_name, held[0][0],
-                     now, error, traceback),
+                     now, error, traceback, held[0][1]),
                 )  # fmt: skip
         return bool(held)
 
@@ -345,7 +346,9 @@ class SQLiteEventStore:
         self, consumer_group: str | None = None, *, event_ids: Sequence[str] | None = None
     ) -> list[DeadLetter]:
         condition, params = dlq_where(consumer_group, event_ids)
-        sql = f"""SELECT {DEAD_LETTER_COLUMNS} FROM {DEAD_LETTERS} WHERE {condition}
+        # replays exist from schema step 4 on (a read-only store may be older)
+        columns = DEAD_LETTER_COLUMNS if self._file.schema >= 4 else DEAD_LETTERS_BEFORE_REPLAYS
+        sql = f"""SELECT {columns} FROM {DEAD_LETTERS} WHERE {condition}
                   ORDER BY failed_ms, position, group_name"""
         return [
             DeadLetter(StoredEvent(*r[:8]), *r[8:]) for r in await self._file.query(sql, params)
@@ -366,10 +369,11 @@ class SQLiteEventStore:
         now = now_ms()
         async with self._file.transaction() as db:
             letters = list(await db.execute_fetchall(
-                f"DELETE FROM {DEAD_LETTERS} WHERE {condition} RETURNING {EVENT_COLUMNS}, consumer", params))  # fmt: skip
+                f"DELETE FROM {DEAD_LETTERS} WHERE {condition} RETURNING {EVENT_COLUMNS}, consumer, replays", params))  # fmt: skip
             # due at once with attempts reset, for this group only
             await db.executemany(
-                REDELIVER, [(consumer_group, *row[:3], row[7], row[8], now) for row in letters]
+                REDELIVER,
+                [(consumer_group, *row[:3], row[7], row[8], now, row[9] + 1) for row in letters],
             )
             # trimmed from the log meanwhile: the DLQ copy becomes this group's copy
             await db.executemany(REVIVE, [(*row[:8], consumer_group, row[0]) for row in letters])
@@ -402,7 +406,7 @@ class SQLiteEventStore:
         # consumers carry an expiry from schema step 3 on (a read-only store may be older)
         sql = GROUP_STATS if self._file.schema >= 3 else GROUP_STATS_BEFORE_EXPIRY
         rows = await self._file.query(sql, {"now": now_ms()})
-        keys = ("lag", "pending", "dlq", "delivered", "acked", "retried", "consumers")
+        keys = ("lag", "in_flight", "dlq", "delivered", "acked", "retried", "consumers")
         groups = {row[0]: cast(GroupStats, dict(zip(keys, row[1:], strict=True))) for row in rows}
         [(total, kept)] = await self._file.query(STORE_TOTALS)
         return stats_with_store_block(self.backend, total, kept, groups)

@@ -74,6 +74,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ]),
     # members live until expires_ms, renewed by their heartbeat (NULL: an old row, not counted)
     (3, [f"ALTER TABLE {CONSUMERS} ADD COLUMN expires_ms INTEGER"]),
+    # how many times an event was replayed from a group's DLQ, kept while it is redelivered
+    (4, [
+        f"ALTER TABLE {DELIVERIES} ADD COLUMN replays INTEGER NOT NULL DEFAULT 0",
+        f"ALTER TABLE {DEAD_LETTERS} ADD COLUMN replays INTEGER NOT NULL DEFAULT 0",
+    ]),
 ]  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -134,8 +139,10 @@ PROTECTED = f"""(e.position IN (SELECT position FROM {DELIVERIES} WHERE deadline
   OR EXISTS (SELECT 1 FROM {GROUPS} g JOIN {GROUP_TYPES} t ON t.group_name = g.name
     WHERE e.position > g.cursor AND t.event_type IN ('*', e.event_type)))"""
 DEAD_LETTER_COLUMNS = (
-    f"{EVENT_COLUMNS}, group_name, consumer, attempts, failed_ms, last_error, traceback"
+    f"{EVENT_COLUMNS}, group_name, consumer, attempts, failed_ms, last_error, traceback, replays"
 )
+#: the same columns from a store older than schema step 4 (no replay count yet: 0)
+DEAD_LETTERS_BEFORE_REPLAYS = DEAD_LETTER_COLUMNS.replace(", replays", ", 0")
 
 
 @functools.cache
@@ -167,9 +174,9 @@ START_CURSOR = f"""SELECT COALESCE((SELECT MIN(position) FROM {EVENTS} WHERE tim
                    (SELECT MAX(position) FROM {EVENTS}), 0)"""
 #: a replayed dead letter: due at once with attempts reset, for its group only
 REDELIVER = f"""INSERT INTO {DELIVERIES} (group_name, position, event_id, event_type,
-    published_ms, consumer, attempts, status, first_delivered_ms, deadline_ms)
-    VALUES (?, ?, ?, ?, ?, ?, 0, 'retrying', ?, 0) ON CONFLICT DO UPDATE
-    SET attempts = 0, status = 'retrying', deadline_ms = 0, token = NULL"""
+    published_ms, consumer, attempts, status, first_delivered_ms, deadline_ms, replays)
+    VALUES (?, ?, ?, ?, ?, ?, 0, 'retrying', ?, 0, ?) ON CONFLICT DO UPDATE
+    SET attempts = 0, status = 'retrying', deadline_ms = 0, token = NULL, replays = excluded.replays"""
 #: a replayed dead letter trimmed from the log meanwhile: the DLQ copy becomes its group's copy
 REVIVE = f"""INSERT OR REPLACE INTO {REVIVED} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?
     WHERE NOT EXISTS (SELECT 1 FROM {EVENTS} WHERE position = ?)"""

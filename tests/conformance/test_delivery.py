@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from eventkit import BaseEvent, Delivery, EventBus
-from eventkit.errors import LeaseLostError
+from eventkit.errors import BusClosedError, LeaseLostError
 from eventkit.stores.base import EventStore
 from tests.helpers import Recorder, discovered, new_events, wait_until
 
@@ -236,8 +238,12 @@ async def test_close_waits_for_handler_then_releases_without_ack(make_bus) -> No
     await bus.publish(discovered(1))
     await asyncio.wait_for(started.wait(), 5)
     t0 = time.monotonic()
+    assert not bus.closed
     await bus.close(timeout=0.2)
     assert time.monotonic() - t0 < 2
+    assert bus.closed and not bus.initialized
+    with pytest.raises(BusClosedError, match="closed"):
+        await bus.publish(discovered(2))
     after = await make_bus()
     rec = Recorder()
     await after.subscribe_persistent(["*"], "g", "w2", rec, lease_seconds=60)

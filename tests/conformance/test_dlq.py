@@ -33,6 +33,9 @@ async def test_event_goes_to_dlq_after_one_plus_max_retries_attempts(bus: EventB
     assert letter.event.event_type == "asset.discovered"
     assert type(letter.event).__name__ == "AssetDiscoveredEvent"
     assert letter.failed_at.tzinfo is not None
+    assert [d.event_id for d in await bus.dead_letters("g")] == [letter.event_id]
+    assert [d.event_id for d in await bus.dead_letters()] == [letter.event_id]
+    assert await bus.dlq_size("g") == await bus.get_pending_events("g") == 1
     assert await bus.wait_idle("g", timeout=5)  # DLQ entries do not count as pending
     stats = await bus.get_stats()
     assert stats["groups"]["g"]["dlq"] == 1 and stats["store"]["dlq_events"] == 1
@@ -100,3 +103,34 @@ async def test_dlq_entries_carry_the_group_not_unknown(store: EventStore) -> Non
     assert [d.consumer_group for d in await store.get_pending_events("a")] == ["a"]
     assert [d.last_error for d in await store.get_pending_events("b")] == ["failed in b"]
     assert len(await store.get_pending_events()) == 2
+
+
+async def test_a_dead_letter_counts_how_often_it_was_replayed(store: EventStore) -> None:
+    await store.append(new_events(2))
+    await store.ensure_group("g", ["*"])
+    for claim in await store.claim("g", "w", limit=2, lease_ms=10_000):
+        await store.dead_letter(claim, error="boom")
+    assert [d.replays for d in await store.get_pending_events("g")] == [0, 0]
+    first, second = (d.event_id for d in await store.get_pending_events("g"))
+    for expected in (1, 2, 3):  # replayed, fails again, back in the DLQ with one more replay
+        assert await store.replay_dead_letters("g", event_ids=[first]) == 1
+        [claim] = await store.claim("g", "w", limit=5, lease_ms=10_000)
+        assert claim.event.event_id == first and claim.attempt == 1
+        assert await store.dead_letter(claim, error=f"boom again {expected}") is True
+        replays = {d.event_id: d.replays for d in await store.get_pending_events("g")}
+        assert replays == {first: expected, second: 0}
+
+
+async def test_a_replayed_event_that_succeeds_leaves_no_dead_letter_behind(
+    store: EventStore,
+) -> None:
+    await store.append(new_events(1))
+    await store.ensure_group("g", ["*"])
+    [claim] = await store.claim("g", "w", limit=1, lease_ms=10_000)
+    await store.dead_letter(claim, error="boom")
+    assert await store.replay_dead_letters("g") == 1
+    [again] = await store.claim("g", "w", limit=1, lease_ms=10_000)
+    assert await store.ack([again]) == 1
+    assert await store.get_pending_events("g") == []
+    [record] = await store.deliveries("g")
+    assert record.status == "acked"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from eventkit import BaseEvent, EventBus
 from eventkit.codec import decode, encode
+from eventkit.errors import ConfigError
 from eventkit.events import WorkflowStartedEvent
 from eventkit.stores.base import EventStore
 from tests.helpers import all_of, discovered, new_events, started
@@ -112,3 +113,14 @@ async def test_replay_by_type_and_time_range_in_publish_order(bus: EventBus) -> 
     assert await bus.replay_events(["workflow.started"], seen.append, limit=2) == 2
     with pytest.raises(ValueError):
         await bus.replay_events(["workflow.started"], seen.append, limit=-5)
+    # the same range as an analyst types it: ISO strings, a pandas-like Timestamp, a date
+    again: list[BaseEvent] = []
+    assert await bus.replay_events(
+        "workflow.started", again.append, "2026-03-01T01:00:00Z", "2026-03-01 04:00"
+    ) == 3  # fmt: skip
+    assert [e.event_id for e in again] == [e.event_id for e in seen[:3]]
+    assert (
+        await bus.replay_events("workflow.started", again.append, start_time=date(2026, 3, 2)) == 0
+    )
+    with pytest.raises(ConfigError, match="start_time='yesterday'.*ISO 8601"):
+        await bus.replay_events("workflow.started", again.append, start_time="yesterday")

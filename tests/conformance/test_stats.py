@@ -28,7 +28,7 @@ async def test_stats_shape_and_figures(make_bus) -> None:  # type: ignore[no-unt
     assert stats["store"]["pending_events"] == 0
     assert stats["store"]["dlq_events"] == 10
     assert stats["groups"]["ok"] == {
-        "lag": 0, "pending": 0, "dlq": 0, "delivered": 10, "acked": 10, "retried": 0,
+        "lag": 0, "in_flight": 0, "pending": 0, "dlq": 0, "delivered": 10, "acked": 10, "retried": 0,
         "consumers": 2,
     }  # fmt: skip
     assert stats["groups"]["flaky"]["dlq"] == 10
@@ -47,8 +47,9 @@ async def test_lag_and_pending_count_unread_and_in_flight(bus: EventBus) -> None
     claims = await bus.store.claim("idle", "w", limit=3, lease_ms=60_000)
     stats = await bus.get_stats()
     assert stats["groups"]["idle"]["lag"] == 4
-    assert stats["groups"]["idle"]["pending"] == 3
-    assert stats["store"]["pending_events"] == 3
+    assert stats["groups"]["idle"]["in_flight"] == stats["groups"]["idle"]["pending"] == 3
+    assert stats["store"]["in_flight_events"] == stats["store"]["pending_events"] == 3
+    assert await bus.dlq_size("idle") == await bus.get_pending_events("idle") == 0
     await bus.store.ack(claims)
     stats = await bus.get_stats()
     assert (stats["groups"]["idle"]["pending"], stats["groups"]["idle"]["acked"]) == (0, 3)

@@ -32,7 +32,8 @@ end
 
 -- == a delivery record: JSON text in the group's records hash (redis_records.RawRecord) ==
 -- keys in one order: status, token, acked_ms, consumer, attempts, first_ms, lease_ms, event_id,
--- event_type, last_error, then copy (the entry's fields) only once a trim removed the entry.
+-- event_type, last_error, then copy (the entry's fields) only once a trim removed the entry, and
+-- replays (times replayed from the DLQ) only once it was replayed.
 -- The lease head comes first, so ack checks a lease and settles it on the text without decoding
 -- (acker). The layout is written only in the three parts below, which take values already
 -- JSON-encoded; every writer goes through them: encode_record, claim's fast path for first
@@ -45,15 +46,16 @@ local function record_lease(consumer, attempts, first_ms, lease_ms)
   return '"consumer":' .. consumer .. ',"attempts":' .. attempts .. ',"first_ms":' .. first_ms
     .. ',"lease_ms":' .. lease_ms .. ','
 end
-local function record_end(before, event_id, event_type, last_error, copy)
+local function record_end(before, event_id, event_type, last_error, tail)
   return before .. '"event_id":' .. event_id .. ',"event_type":' .. event_type
-    .. ',"last_error":' .. last_error .. copy .. '}'
+    .. ',"last_error":' .. last_error .. tail .. '}'
 end
 local function encode_record(r)
   local before = record_head(js(r.status), js(r.token), js(r.acked_ms))
     .. record_lease(js(r.consumer), js(r.attempts), js(r.first_ms), js(r.lease_ms))
-  local copy = r.copy and (',"copy":' .. cjson.encode(r.copy)) or ''
-  return record_end(before, js(r.event_id), js(r.event_type), js(r.last_error), copy)
+  local tail = r.copy and (',"copy":' .. cjson.encode(r.copy)) or ''
+  if r.replays and r.replays > 0 then tail = tail .. ',"replays":' .. js(r.replays) end
+  return record_end(before, js(r.event_id), js(r.event_type), js(r.last_error), tail)
 end
 local function load_record(key, id)
   local raw = redis.call('HGET', key, id)
@@ -91,7 +93,7 @@ end
 -- == a dead letter: JSON object in the group's dlq hash under its event_id, read by name ==
 local function encode_dead_letter(id, fields, r, now, error, traceback)
   return cjson.encode({id = id, fields = fields, consumer = r.consumer, attempts = r.attempts,
-    failed_ms = now, error = error, traceback = traceback})
+    failed_ms = now, error = error, traceback = traceback, replays = r.replays or 0})
 end
 
 -- == groups and entry ids ==

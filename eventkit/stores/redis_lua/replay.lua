@@ -9,6 +9,7 @@ for i = 1, #ARGV do
       first_ms = now, acked_ms = cjson.null, last_error = cjson.null,
       event_type = field(d.fields, 'event_type') or ''}
     r.status, r.attempts, r.token = 'retrying', 0, ''
+    r.replays = (d.replays or 0) + 1
     if not redis.call('XRANGE', KEYS[1], d.id, d.id)[1] then r.copy = d.fields end
     save_record(KEYS[2], d.id, r)
     redis.call('ZADD', KEYS[3], 0, d.id)
