@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import ipywidgets as widgets
@@ -19,10 +19,14 @@ from eventkit.stores.base import StoredEvent
 from eventkit.widgets._base import (
     AsyncPanel,
     Survey,
+    TimePicker,
+    ZoneInput,
     html_table,
     inclusive_end,
+    plural,
     survey,
-    utc,
+    time_text,
+    zone_label,
 )
 
 #: events shown as a sample by a dry run
@@ -71,11 +75,65 @@ class ReplayResult:
         return Counter(error_kind(error) for _, _, error in self.errors)
 
 
-class ReplayPanel(AsyncPanel):
-    """Pick types, a time range and a handler; dry run to see what would go, then replay it."""
+def declared_types(handler: Any) -> list[str]:
+    """The event types a handler says it is for (its `event_types` attribute), else none."""
+    declared = getattr(handler, "event_types", None)
+    if declared is None:
+        return []
+    if isinstance(declared, str):
+        return [declared]
+    try:
+        return [str(t) for t in declared]
+    except TypeError:
+        return []
 
-    def __init__(self, bus: EventBus, handlers: Mapping[str, Any]) -> None:
-        super().__init__(bus)
+
+class ReplayPanel(AsyncPanel):
+    """Push a slice of the log through one handler, after a dry run that shows what would go.
+
+    The replay reads the log directly (`bus.replay_events`): no consumer group, no acks, no DLQ.
+    A handler error is counted and listed, and the replay goes on. Safe by default: the panel
+    starts with the first handler selected, only the event types that handler declares (its
+    `event_types` attribute; none for a plain function) and the whole time range, and "Replay" is
+    disabled while no type is selected. Refresh keeps what you chose. Times are UTC unless `tz=`
+    says otherwise, and every time field is labelled with its zone.
+
+    Parameters
+    ----------
+    bus : EventBus
+        An initialized bus. If a later cell closes it, the status line says which cell to run again.
+    handlers : mapping of str to handler
+        Name -> handler: an object with ``async handle_event(event)`` (and ideally
+        ``event_types``), an async function, or a plain function.
+    tz : str or tzinfo, optional
+        Zone the "From"/"To" pickers and the tables use; UTC unless given.
+
+    Buttons
+    -------
+    Dry run
+        Count what the selection would replay, by type, with the first, last and a sample of
+        events; no handler is called.
+    Replay
+        Call the chosen handler on every selected event in publish order; the progress bar moves,
+        and the summary says how many were handled, failed and skipped (undecodable).
+    Refresh
+        Reload the types and time range on offer from the store, keeping the selection.
+
+    The status line is `panel.status` (text in `panel.status_text`); results are in
+    `panel.last_dry_run` (DryRun) and `panel.last_result` (ReplayResult).
+
+    Examples
+    --------
+    >>> panel = ReplayPanel(bus, handlers={"thumbnails": ThumbnailSubscriber()})
+    >>> display(panel)                                # in a notebook; or drive it from code:
+    >>> panel.start_picker.value = datetime(2026, 3, 2)   # naive: UTC (the picker's zone)
+    >>> panel.dry_run_button.click(); await panel.wait()
+    >>> panel.last_dry_run.total
+    120
+    """
+
+    def __init__(self, bus: EventBus, handlers: Mapping[str, Any], *, tz: ZoneInput = None) -> None:
+        super().__init__(bus, tz=tz)
         if not handlers:
             raise ValueError("ReplayPanel needs at least one handler: handlers={'name': handler}")
         self.handlers = dict(handlers)
@@ -83,10 +141,14 @@ class ReplayPanel(AsyncPanel):
         self._calls: dict[str, Handler] = {n: adapt_handler(h) for n, h in handlers.items()}
         self.last_dry_run: DryRun | None = None
         self.last_result: ReplayResult | None = None
+        #: the log's time span at the last refresh: pickers still on it follow it when it grows
+        self._whole: tuple[datetime | None, datetime | None] | None = None
+        #: False until types were first offered (and the handler's declared ones selected)
+        self._types_chosen = False
 
         self.types = widgets.SelectMultiple(options=[], rows=6, description="Types")
-        self.start_picker = widgets.DatetimePicker(description="From")
-        self.end_picker = widgets.DatetimePicker(description="To (incl.)")
+        self.start_picker = TimePicker("From", self.zone)
+        self.end_picker = TimePicker("To", self.zone, note="inclusive")
         self.handler_picker = widgets.Dropdown(
             options=list(self.handlers), value=next(iter(self.handlers)), description="Handler"
         )
@@ -98,17 +160,20 @@ class ReplayPanel(AsyncPanel):
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Progress")
         self.progress_label = widgets.Label()
         self.result_html = widgets.HTML()
+        self.types.observe(self._on_types_change, names="value")
+        self.handler_picker.observe(self._on_handler_picker_change, names="value")
         self.children = [
             widgets.HTML("<h4>Replay events through a handler</h4>"),
-            widgets.HBox([self.types, widgets.VBox([self.start_picker, self.end_picker])]),
             self.handler_picker,
+            widgets.HBox([self.types, widgets.VBox([self.start_picker, self.end_picker])]),
             widgets.HBox([self.dry_run_button, self.replay_button, self.refresh_button]),
             widgets.HBox([self.progress, self.progress_label]),
             self.status,
             self.result_html,
         ]
         self._progress_step = 1
-        self._start("refresh", self.refresh())
+        self._sync_replay_button()
+        self._start("Refresh", self.refresh())
 
     def __repr__(self) -> str:
         return (
@@ -119,25 +184,71 @@ class ReplayPanel(AsyncPanel):
     # -- selection ----------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Reload types and time range from the store; select them all (the whole log)."""
+        """Reload the types and time range on offer from the store. The first load selects the
+        first handler's declared types and the whole range; later ones keep the selection."""
+        await self._safely("Refresh", self._refresh())
+
+    async def _refresh(self) -> None:
         self.say("Scanning the log…")
         found = await survey(self.bus)
+        chosen = set(self.types.value)
         self.types.options = [(f"{t} ({n:,})", t) for t, n in sorted(found.counts.items())]
-        self.types.value = tuple(sorted(found.counts))
-        self.start_picker.value = found.earliest
-        self.end_picker.value = found.latest
+        if self._types_chosen:
+            self.types.value = tuple(t for t in sorted(found.counts) if t in chosen)
+        else:  # the first time there are types to offer: the handler's own
+            self._select_declared_types()
+            self._types_chosen = bool(found.counts)
+        self._follow_whole_range(found.earliest, found.latest)
+        self._sync_replay_button()
         if found.total == 0:
             self.say("The store holds no events: nothing to replay.", "warning")
-        else:
-            self.say(
-                f"{found.total:,} events of {len(found.counts)} types, "
-                f"{_when(found.earliest)} to {_when(found.latest)}."
-            )
+            return
+        text = (
+            f"{plural(found.total, 'event')} of {plural(len(found.counts), 'type')}, "
+            f"{self._when(found.earliest)} to {self._when(found.latest)}."
+        )
+        if not self.types.value:
+            text += " Select the event types to replay (none selected yet)."
+        self.say(text)
+
+    def _follow_whole_range(self, earliest: datetime | None, latest: datetime | None) -> None:
+        """Pickers at the whole span (or empty) follow it; a range the reader chose stays."""
+        old = self._whole
+        if old is None or self.start_picker.moment in (None, old[0]):
+            self.start_picker.value = earliest
+        if old is None or self.end_picker.moment in (None, old[1]):
+            self.end_picker.value = latest
+        self._whole = (earliest, latest)
+
+    def _select_declared_types(self) -> None:
+        """Select the types the chosen handler declares ("*": all), among those in the store."""
+        declared = declared_types(self.handlers[self.handler_picker.value])
+        offered = [value for _, value in self.types.options]
+        self.types.value = tuple(t for t in offered if "*" in declared or t in declared)
+
+    def _on_handler_picker_change(self, change: dict[str, Any]) -> None:
+        self._select_declared_types()
+
+    def _on_types_change(self, change: dict[str, Any]) -> None:
+        self._sync_replay_button()
+
+    def _sync_replay_button(self) -> None:
+        """With no type selected there is nothing safe to replay: the button is off."""
+        self.replay_button.disabled = not self.types.value
+        self.replay_button.tooltip = "" if self.types.value else "Select event types first"
+
+    def _set_buttons_disabled(self, disabled: bool) -> None:
+        super()._set_buttons_disabled(disabled)
+        if not disabled:
+            self._sync_replay_button()
+
+    def _when(self, moment: datetime | None) -> str:
+        return "-" if moment is None else f"{time_text(moment, self.zone)} {self.zone_label}"
 
     def _selection(self) -> tuple[list[str], datetime | None, datetime | None]:
-        start, end = utc(self.start_picker.value), utc(self.end_picker.value)
+        start, end = self.start_picker.moment, self.end_picker.moment
         if start is not None and end is not None and end < start:
-            raise ValueError(f"'To' ({_when(end)}) is before 'From' ({_when(start)})")
+            raise ValueError(f"'To' ({self._when(end)}) is before 'From' ({self._when(start)})")
         return list(self.types.value), start, inclusive_end(end)
 
     # -- dry run ------------------------------------------------------------------------------
@@ -156,9 +267,9 @@ class ReplayPanel(AsyncPanel):
         self.last_dry_run = DryRun(
             found.total, dict(found.counts), found.first, found.last, found.sample, start, end
         )
-        self.result_html.value = _dry_run_html(found)
+        self.result_html.value = _dry_run_html(found, self.zone)
         self.say(
-            f"Dry run: {found.total:,} events would be replayed through "
+            f"Dry run: {plural(found.total, 'event')} would be replayed through "
             f"{self.handler_picker.value!r}; no handler was called."
         )
 
@@ -184,7 +295,7 @@ class ReplayPanel(AsyncPanel):
         self.progress.max = max(selected, 1)
         self.progress.value = 0
         self._progress_step = max(1, selected // PROGRESS_STEPS)
-        self.say(f"Replaying {selected:,} events through {name!r}…")
+        self.say(f"Replaying {plural(selected, 'event')} through {name!r}…")
 
         async def guarded(event: BaseEvent) -> None:
             try:
@@ -213,10 +324,6 @@ class ReplayPanel(AsyncPanel):
             self.progress_label.value = f"{done:,} / {self.progress.max:,}"
 
 
-def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.isoformat(timespec="milliseconds")
-
-
 def _summary(result: ReplayResult) -> str:
     text = (
         f"Replay through {result.handler!r}: {result.handled:,} handled, "
@@ -227,27 +334,29 @@ def _summary(result: ReplayResult) -> str:
     return text + "."
 
 
-def _row(stored: StoredEvent | None) -> list[object]:
+def _row(stored: StoredEvent | None, tz: tzinfo) -> list[object]:
     if stored is None:
         return ["", "", "", ""]
-    when = ms_to_datetime(stored.timestamp_ms)
+    when = time_text(ms_to_datetime(stored.timestamp_ms), tz)
     return [stored.event_id, stored.event_type, f"v{stored.version}", when]
 
 
-def _dry_run_html(found: Survey) -> str:
+def _dry_run_html(found: Survey, tz: tzinfo = UTC) -> str:
     if found.total == 0:
         return "<i>No events match this selection.</i>"
+    stamp = f"timestamp ({zone_label(tz)})"
     counts = html_table(["event type", "events"], sorted(found.counts.items()))
     ends = html_table(
-        ["", "event id", "type", "version", "timestamp"],
-        [["first", *_row(found.first)], ["last", *_row(found.last)]],
+        ["", "event id", "type", "version", stamp],
+        [["first", *_row(found.first, tz)], ["last", *_row(found.last, tz)]],
+        css="white-space:nowrap",
     )
     sample = html_table(
-        ["event id", "type", "version", "timestamp", "payload"],
-        [[*_row(s), s.data] for s in found.sample],
+        ["event id", "type", "version", stamp, "payload"],
+        [[*_row(s, tz), s.data] for s in found.sample],
     )
     return (
-        f"<b>Dry run: {found.total:,} events</b>{counts}<b>First and last</b>{ends}"
+        f"<b>Dry run: {plural(found.total, 'event')}</b>{counts}<b>First and last</b>{ends}"
         f"<b>Sample</b>{sample}"
     )
 
