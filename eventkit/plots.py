@@ -3,47 +3,56 @@ at any span from milliseconds to years.
 
 Every plot aggregates with pandas or numpy first (counts per time bin, one histogram per group), so
 the number of artists depends on bins and groups, never on rows. Times are drawn in UTC unless
-``tz=`` names another zone, and the axis label says which. What a view leaves out (far-off
-stragglers in time, the slowest deliveries) is said in a grey note under the title.
+``tz=`` names another zone, and the axis label says which (bins, stragglers and ticks:
+`eventkit.plot_time`). What a view leaves out (far-off stragglers in time, the slowest deliveries)
+is said in a grey note under the title.
 
-Showing: with the inline backend (Jupyter, nbconvert, nbval) a figure made here stays with pyplot,
-which shows it once at the end of the cell, and an Axes drawn here that is a cell's result shows as
-its figure (once) rather than as ``<Axes: …>``. With any other backend (Agg in scripts and tests)
-the figure is closed at once: save or display ``ax.figure`` yourself.
+Showing (`eventkit.plot_display`): with the inline backend (Jupyter, nbconvert, nbval) a figure
+made here shows once at the end of the cell, and an Axes drawn here that is a cell's result shows
+as its figure (once) rather than as ``<Axes: …>``. With any other backend (Agg in scripts and
+tests) the figure is closed at once: save or display ``ax.figure`` yourself.
 """
 
 from __future__ import annotations
 
-import sys
-import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import matplotlib
-import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from eventkit.error_kinds import error_kinds
+from eventkit.plot_display import FIGSIZE, axes_or_new, hand_over, mark_drawn
+from eventkit.plot_time import (
+    INTERVALS,
+    MAX_BINS,
+    MIN_TO_TRIM,
+    SQUASH,
+    STRAGGLERS,
+    Window,
+    binned_counts,
+    choose_interval,
+    interval_label,
+    lag_series,
+    naive,
+    time_axis,
+    zone_name,
+)
 
-#: bin widths tried in order: the first giving at most MAX_BINS bins over the span is used
-INTERVALS = (
-    "1ms", "2ms", "5ms", "10ms", "20ms", "50ms", "100ms", "200ms", "500ms",
-    "1s", "2s", "5s", "10s", "15s", "30s", "1min", "2min", "5min", "10min", "15min", "30min",
-    "1h", "2h", "3h", "6h", "12h", "1D", "2D", "7D", "14D", "28D", "91D", "364D",
-)  # fmt: skip
-MAX_BINS = 120
+__all__ = [  # the time names are re-exported: tests and notebooks import them from here
+    "plot_dlq", "plot_dlq_over_time", "plot_lag", "plot_latency", "plot_throughput",
+    "Window", "choose_interval", "duration_text", "interval_label", "lag_series",
+    "CLIP_RATIO", "FIGSIZE", "INTERVALS", "LATENCY_BINS", "LOG_RATIO", "LONG_DLQ_SPAN", "MARK_GID",
+    "MAX_BINS", "MAX_SERIES", "MIN_TO_TRIM", "NOTE_GID", "QUANTILES", "SQUASH", "STRAGGLERS",
+    "TAIL_RATIO",
+]  # fmt: skip
+
 #: more error kinds or groups than this are drawn together as "other"
 MAX_SERIES = 8
-FIGSIZE = (9.0, 4.0)
 LATENCY_BINS = 60
 QUANTILES = (0.50, 0.95, 0.99)
 #: latencies shown spanning more than this ratio (max / min) are drawn on a log axis
@@ -52,18 +61,10 @@ LOG_RATIO = 100.0
 #: stops at CLIP_RATIO x p99 and a note counts what it leaves out
 TAIL_RATIO = 2.0
 CLIP_RATIO = 1.5
-#: at most this share of the points (one at least) may be left out at either end of a time axis,
-#: and only across a gap over SQUASH times what remains; fewer points than MIN_TO_TRIM are all shown
-STRAGGLERS = 0.01
-MIN_TO_TRIM = 20
-SQUASH = 3
 #: DLQ entries spread wider than this get a second panel: entries over time
 LONG_DLQ_SPAN = pd.Timedelta("1h")
 NOTE_GID = "eventkit-note"
 MARK_GID = "eventkit-percentile"
-
-#: Axes drawn here: the notebook display hook shows these, and only these, as their figure
-_DRAWN: weakref.WeakSet[Axes] = weakref.WeakSet()
 
 
 def plot_throughput(
@@ -96,21 +97,22 @@ def plot_throughput(
     >>> plot_throughput(events)  # doctest: +SKIP
     """
     _require(events, "plot_throughput", "events_frame", ["timestamp", "event_type"])
-    ax = _axes(ax)
-    _labels(ax, "Throughput by event type", f"event time ({_zone_name(tz)})", "events")
+    ax = axes_or_new(ax)
+    _labels(ax, "Throughput by event type", f"event time ({zone_name(tz)})", "events")
     if events.empty:
         return _no_data(ax)
     window = Window.of(events["timestamp"])
     shown = events[window.holds(events["timestamp"])]
     interval = interval or choose_interval(shown["timestamp"])
-    counts = _binned_counts(shown["timestamp"], shown["event_type"], interval)
+    codes, names = _codes(shown["event_type"])
+    counts = binned_counts(shown["timestamp"], codes, names, interval)
     _stacked_bars(ax, counts, interval)
-    _time_axis(ax, tz)
+    time_axis(ax, tz)
     ax.set_ylabel(f"events per {interval_label(interval)}")
     _count_axis(ax.yaxis)
     _legend_outside(ax, "event type", reverse=True)
     _notes(ax, [window.note("event", tz)])
-    return _done(ax)
+    return mark_drawn(ax)
 
 
 def plot_latency(deliveries: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -137,7 +139,7 @@ def plot_latency(deliveries: pd.DataFrame, ax: Axes | None = None) -> Axes:
     >>> plot_latency(await deliveries_frame(bus))  # doctest: +SKIP
     """
     _require(deliveries, "plot_latency", "deliveries_frame", ["latency_ms", "consumer_group"])
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     _labels(ax, "Publish → ack latency", "latency (ms)", "deliveries per bin")
     acked = deliveries[deliveries["latency_ms"].notna()]
     if acked.empty:
@@ -164,7 +166,7 @@ def plot_latency(deliveries: pd.DataFrame, ax: Axes | None = None) -> Axes:
     hidden = int((~in_view).sum())
     slower = f"{hidden:,} slower deliver{'y' if hidden == 1 else 'ies'} not shown"
     _notes(ax, [f"{slower} (max {duration_text(latency.max())})" if hidden else None])
-    return _done(ax)
+    return mark_drawn(ax)
 
 
 def plot_lag(deliveries: pd.DataFrame, ax: Axes | None = None, *, tz: Any = "UTC") -> Axes:
@@ -194,8 +196,8 @@ def plot_lag(deliveries: pd.DataFrame, ax: Axes | None = None, *, tz: Any = "UTC
     """
     _require(deliveries, "plot_lag", "deliveries_frame",
              ["published_at", "acked_at", "consumer_group", "status"])  # fmt: skip
-    ax = _axes(ax)
-    _labels(ax, "Unacked events per consumer group", f"time ({_zone_name(tz)})",
+    ax = axes_or_new(ax)
+    _labels(ax, "Unacked events per consumer group", f"time ({zone_name(tz)})",
             "published, not yet acked")  # fmt: skip
     live = deliveries[deliveries["status"] != "dead"]
     if live.empty:
@@ -211,9 +213,9 @@ def plot_lag(deliveries: pd.DataFrame, ax: Axes | None = None, *, tz: Any = "UTC
             (rows["published_at"] <= window.end).sum() - (rows["acked_at"] <= window.end).sum()
         )
         edges = pd.date_range(lag.index[0], periods=len(lag) + 1, freq=interval)
-        x = np.append(_naive(edges), _naive(pd.DatetimeIndex([window.end])))
+        x = np.append(naive(edges), naive(pd.DatetimeIndex([window.end])))
         ax.step(x, np.append(lag.to_numpy(), [left, left]), where="post", label=group)
-    _time_axis(ax, tz)
+    time_axis(ax, tz)
     ax.set_ylabel(f"published, not yet acked\n(peak per {interval_label(interval)})")
     ax.set_ylim(bottom=0)
     _count_axis(ax.yaxis)
@@ -222,7 +224,7 @@ def plot_lag(deliveries: pd.DataFrame, ax: Axes | None = None, *, tz: Any = "UTC
     _notes(ax, [window.note("publish or ack time", tz),
                 f"{dead:,} dead-lettered deliver{'y' if dead == 1 else 'ies'} not counted"
                 if dead else None])  # fmt: skip
-    return _done(ax)
+    return mark_drawn(ax)
 
 
 def plot_dlq(
@@ -262,9 +264,9 @@ def plot_dlq(
         figure, (ax, over_time) = plt.subplots(
             1, 2, figsize=(FIGSIZE[0] * 1.25, FIGSIZE[1]), width_ratios=(2, 3), layout="constrained"
         )
-        _hand_over(figure)
+        hand_over(figure)
     # a new figure for the bars alone is as tall as its bars need: one bar is not a wall of blue
-    ax = _axes(ax, height=min(max(2.2, 1.3 + 0.45 * labels.nunique()), FIGSIZE[1] * 1.5))
+    ax = axes_or_new(ax, height=min(max(2.2, 1.3 + 0.45 * labels.nunique()), FIGSIZE[1] * 1.5))
     _labels(ax, f"Dead-letter entries by {kind}", "entries", kind)
     if frame.empty:
         return _no_data(ax)
@@ -279,7 +281,7 @@ def plot_dlq(
     ax.set_title(f"Dead-letter entries by {kind} ({len(frame):,})")
     if over_time is not None:
         plot_dlq_over_time(frame, over_time, by=by, tz=tz)
-    return _done(ax)
+    return mark_drawn(ax)
 
 
 def plot_dlq_over_time(
@@ -307,47 +309,26 @@ def plot_dlq_over_time(
     >>> plot_dlq_over_time(await dlq_frame(bus), tz="America/New_York")  # doctest: +SKIP
     """
     labels, kind = _dlq_labels(frame, "plot_dlq_over_time", by)
-    ax = _axes(ax)
-    _labels(ax, "Dead-letter entries over time", f"failed at ({_zone_name(tz)})", "entries")
+    ax = axes_or_new(ax)
+    _labels(ax, "Dead-letter entries over time", f"failed at ({zone_name(tz)})", "entries")
     if frame.empty:
         return _no_data(ax)
     window = Window.of(frame["failed_at"])
     inside = window.holds(frame["failed_at"])
     interval = choose_interval(frame["failed_at"][inside])
-    counts = _binned_counts(frame["failed_at"][inside], labels[inside], interval)
+    codes, names = _codes(labels[inside])
+    counts = binned_counts(frame["failed_at"][inside], codes, names, interval)
     counts = counts[counts.sum().sort_values(ascending=False, kind="stable").index]
     _stacked_bars(ax, counts, interval, colors=_stable_colors(labels, counts.columns))
-    _time_axis(ax, tz)
+    time_axis(ax, tz)
     ax.set_ylabel(f"entries per {interval_label(interval)}")
     _count_axis(ax.yaxis)
     _legend_outside(ax, kind)
     _notes(ax, [window.note("entry", tz, plural="entries")])
-    return _done(ax)
+    return mark_drawn(ax)
 
 
 # -- aggregation ----------------------------------------------------------------------------------
-
-
-def choose_interval(times: pd.Series) -> str:
-    """The finest bin width (1 ms to 364 days) that keeps the span within MAX_BINS bins."""
-    span = times.max() - times.min() if len(times) else pd.Timedelta(0)
-    for interval in INTERVALS:
-        if span / pd.Timedelta(interval) <= MAX_BINS:
-            return interval
-    return INTERVALS[-1]
-
-
-def interval_label(interval: str) -> str:
-    """A bin width as a reader says it: "5 ms", "second", "15 min", "hour", "week", "91 days"."""
-    ms = pd.Timedelta(interval) // pd.Timedelta(milliseconds=1)
-    for unit, size, one in (("days", 86_400_000, "day"), ("h", 3_600_000, "hour"),
-                            ("min", 60_000, "minute"), ("s", 1000, "second")):  # fmt: skip
-        if ms % size == 0:
-            n = ms // size
-            if unit == "days" and n % 7 == 0:
-                return "week" if n == 7 else f"{n // 7} weeks"
-            return one if n == 1 else f"{n} {unit}"
-    return f"{ms} ms"
 
 
 def duration_text(ms: float) -> str:
@@ -359,95 +340,6 @@ def duration_text(ms: float) -> str:
     if ms < 60_000:
         return f"{ms / 1000:.1f} s"
     return f"{ms / 60_000:.1f} min"
-
-
-def lag_series(
-    published: pd.Series,
-    acked: pd.Series,
-    interval: str | None = None,
-    window: Window | None = None,
-) -> pd.Series:
-    """Unacked count per bin (+1 at publish, -1 at ack), the peak of each bin so a spike shows.
-
-    ``interval`` defaults to one chosen from the span; ``window`` limits the bins to a span (the
-    count carried into it still includes what came before).
-    """
-    acked = acked.dropna()
-    times = np.concatenate([published.to_numpy("datetime64[ms]"), acked.to_numpy("datetime64[ms]")])
-    steps = np.concatenate([np.ones(len(published), np.int64), -np.ones(len(acked), np.int64)])
-    order = np.argsort(times, kind="stable")
-    lag = pd.Series(np.cumsum(steps[order]), index=pd.DatetimeIndex(times[order], tz="UTC"))
-    if window is not None:
-        before = lag[lag.index < window.start]
-        lag = lag[(lag.index >= window.start) & (lag.index <= window.end)]
-        if len(before):  # the count carried in, at the window's start
-            lag = pd.concat([pd.Series([before.iloc[-1]], index=[window.start]), lag])
-    interval = interval or choose_interval(lag.index.to_series())
-    return lag.resample(interval).max().ffill().astype(np.int64)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The span a time axis shows, and what it leaves out at either end."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-    before: pd.Series  # the times left out, earlier than start
-    after: pd.Series  # and later than end
-
-    @classmethod
-    def of(cls, times: pd.Series) -> Window:
-        """All of ``times`` but far-off stragglers: at most 1 % of them (one at least) at either
-        end, each side cut only across a gap over 3x what remains, so one event eight months
-        before a busy week no longer squashes the week into a sliver."""
-        at = np.sort(_naive(pd.DatetimeIndex(times.dropna())))
-        lo, hi = 0, len(at) - 1
-        if len(at) >= MIN_TO_TRIM:
-            most = max(1, int(len(at) * STRAGGLERS))
-            for _ in range(2):  # a cut at one end can make the other end's gap count
-                cut = 1 + int(np.argmax(np.diff(at[: most + 1])))
-                if _squashes(at[cut] - at[cut - 1], at[hi] - at[cut]):
-                    lo = max(lo, cut)
-                cut = len(at) - 1 - most + int(np.argmax(np.diff(at[-most - 1 :])))
-                if _squashes(at[cut + 1] - at[cut], at[cut] - at[lo]):
-                    hi = min(hi, cut)
-        start, end = (pd.Timestamp(at[i], tz="UTC") for i in (lo, hi))
-        return cls(start, end, times[times < start], times[times > end])
-
-    def holds(self, times: pd.Series) -> pd.Series:
-        """Which of ``times`` are in the window."""
-        return (times >= self.start) & (times <= self.end)
-
-    def note(self, noun: str, tz: Any, plural: str | None = None) -> str | None:
-        """ "Not shown: 1 event earlier (2026-03-09 00:00 UTC)", or None when nothing is left out."""
-        parts = []
-        for side, times, edge in (("earlier", self.before, "from"), ("later", self.after, "to")):
-            if len(times):
-                when = _moment(times.min() if side == "earlier" else times.max(), tz)
-                words = noun if len(times) == 1 else plural or f"{noun}s"
-                detail = when if len(times) == 1 else f"{edge} {when}"
-                parts.append(f"{len(times):,} {words} {side} ({detail})")
-        return "Not shown: " + "; ".join(parts) if parts else None
-
-
-def _squashes(gap: np.timedelta64, rest: np.timedelta64) -> bool:
-    """Would a gap this wide squeeze the rest (a real span, not one instant) into a sliver?"""
-    return bool(rest > np.timedelta64(0) and gap > SQUASH * rest)
-
-
-def _binned_counts(times: pd.Series, labels: pd.Series, interval: str) -> pd.DataFrame:
-    """Rows: every bin from first to last (empty bins too); columns: labels; cells: counts.
-    One bincount over integer bins and label codes: seconds for 10M rows, where crosstab takes
-    half a minute."""
-    step = pd.Timedelta(interval) // pd.Timedelta(milliseconds=1)
-    ms = times.to_numpy("datetime64[ms]").astype(np.int64)
-    first = ms.min() // step * step  # bins aligned on the epoch, as Series.dt.floor aligns them
-    bins = (ms - first) // step
-    codes, names = _codes(labels)
-    size = int(bins.max()) + 1
-    flat = np.bincount(bins * len(names) + codes, minlength=size * len(names))
-    index = pd.date_range(pd.Timestamp(first, unit="ms", tz="UTC"), periods=size, freq=interval)
-    return pd.DataFrame(flat.reshape(size, len(names)), index=index, columns=names)
 
 
 def _codes(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -499,71 +391,6 @@ def _latency_edges(latency: np.ndarray) -> tuple[np.ndarray, bool]:
 # -- drawing --------------------------------------------------------------------------------------
 
 
-def _axes(ax: Axes | None, height: float = FIGSIZE[1]) -> Axes:
-    if ax is not None:
-        return ax
-    figure, ax = plt.subplots(figsize=(FIGSIZE[0], height), layout="constrained")
-    _hand_over(figure)
-    return ax
-
-
-def _hand_over(figure: Figure) -> None:
-    """Leave a new figure with pyplot where the inline backend shows it at the end of the cell;
-    close it anywhere else, so scripts and tests do not pile figures up in pyplot."""
-    if not _inline_backend():
-        plt.close(figure)
-
-
-def _inline_backend() -> bool:
-    return "inline" in str(matplotlib.get_backend())
-
-
-def _done(ax: Axes) -> Axes:
-    """Remember the Axes for the display hook, and install the hook once in a notebook."""
-    _DRAWN.add(ax)
-    if _inline_backend():
-        _install_display_hook()
-    return ax
-
-
-def _install_display_hook() -> None:
-    """Show an Axes drawn here, left as a cell's result, as its figure instead of ``<Axes: …>``;
-    and let ``display(ax.figure)`` take the figure from pyplot, so the flush does not repeat it."""
-    ipython: Any = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None:
-        return
-    png = shell.display_formatter.formatters["image/png"]
-    png.for_type(Axes, _axes_png)
-    try:
-        inline_png = png.lookup_by_type(Figure)  # the inline backend's renderer
-    except KeyError:
-        return
-    if not getattr(inline_png, "eventkit", False):
-
-        def figure_png(figure: Figure) -> Any:
-            if any(ax in _DRAWN for ax in figure.axes):
-                plt.close(figure)
-            return inline_png(figure)
-
-        figure_png.eventkit = True  # type: ignore[attr-defined]
-        png.for_type(Figure, figure_png)
-
-
-def _axes_png(ax: Axes) -> bytes | None:
-    """The PNG of an Axes' figure, taken from pyplot so the end-of-cell flush does not show it a
-    second time; None (IPython then shows the text) for Axes not drawn here."""
-    if ax not in _DRAWN:
-        return None
-    from IPython.core import pylabtools  # the inline backend's own renderer: same size and dpi
-
-    figure = ax.get_figure(root=True)
-    plt.close(figure)
-    print_figure: Any = pylabtools.print_figure
-    png: bytes | None = print_figure(figure, "png", bbox_inches="tight")
-    return png
-
-
 def _labels(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -572,7 +399,7 @@ def _labels(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
 
 def _no_data(ax: Axes) -> Axes:
     ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="gray")
-    return _done(ax)
+    return mark_drawn(ax)
 
 
 def _notes(ax: Axes, notes: list[str | None]) -> None:
@@ -613,7 +440,7 @@ def _percentile_marks(ax: Axes, marks: np.ndarray) -> None:
 def _stacked_bars(
     ax: Axes, counts: pd.DataFrame, interval: str, colors: list[str] | None = None
 ) -> None:
-    x = _naive(counts.index)
+    x = naive(counts.index)
     width = pd.Timedelta(interval).to_timedelta64()
     bottom = np.zeros(len(counts), dtype=np.int64)
     for i, label in enumerate(counts.columns):
@@ -622,42 +449,6 @@ def _stacked_bars(
         ax.bar(x, heights, width=width, bottom=bottom, align="edge", label=str(label),
                color=color, linewidth=0)  # fmt: skip
         bottom += heights
-
-
-def _time_axis(ax: Axes, tz: Any) -> None:
-    """Concise date/time ticks (sub-second to years) in the zone ``tz``."""
-    zone = _zone(tz)
-    locator = mdates.AutoDateLocator(tz=zone)  # type: ignore[no-untyped-call]
-    formatter = mdates.ConciseDateFormatter(locator, tz=zone)  # type: ignore[no-untyped-call]
-    # below a minute, "23:45:17.75" rather than a bare "17.75" next to a far-off offset
-    formatter.formats[5] = "%H:%M:%S.%f"
-    formatter.offset_formats[5] = "%Y-%b-%d"
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(formatter)
-
-
-def _zone(tz: Any) -> tzinfo:
-    if isinstance(tz, tzinfo):
-        return tz
-    return UTC if str(tz).upper() == "UTC" else ZoneInfo(str(tz))
-
-
-def _zone_name(tz: Any) -> str:
-    zone = _zone(tz)
-    return "UTC" if zone is UTC else str(getattr(zone, "key", zone))
-
-
-def _moment(time: pd.Timestamp, tz: Any) -> str:
-    local = time.tz_convert(_zone(tz))
-    return f"{local:%Y-%m-%d %H:%M} {_zone_name(tz)}"
-
-
-def _naive(index: pd.DatetimeIndex) -> np.ndarray:
-    """UTC times without a zone: matplotlib takes them as UTC; the locator shows them in ``tz``."""
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    naive: np.ndarray = index.to_numpy()
-    return naive
 
 
 def _require(frame: pd.DataFrame, plot: str, producer: str, columns: Iterable[str]) -> None:

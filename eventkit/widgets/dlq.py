@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import ipywidgets as widgets
 from eventkit.bus import EventBus
 from eventkit.clock import now_ms
 from eventkit.error_kinds import error_kind
-from eventkit.records import DeadLetter, DeliveryStatus
+from eventkit.records import DeadLetter
 from eventkit.widgets._base import (
     AsyncPanel,
     ZoneInput,
@@ -24,6 +23,7 @@ from eventkit.widgets._base import (
     pre,
     time_text,
 )
+from eventkit.widgets._dlq_outcome import came_back, wait_for_outcome
 
 #: entries listed in the selection box; the summary still counts all of them
 MAX_LISTED = 500
@@ -34,8 +34,6 @@ ALL_ERRORS = "*"
 REPLAY_TIMEOUT = 30.0
 #: longest payload value shown in an entry's label
 MAX_KEY_CHARS = 40
-#: delivery records read per round trip while checking what a replay became
-DELIVERY_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -398,8 +396,10 @@ class DLQPanel(AsyncPanel):
         replayed = set(before)
         if count < len(before):  # someone else replayed or discarded some meanwhile
             stayed = await self.bus.dead_letters(group, list(before))
-            replayed -= {d.event_id for d in stayed if not _came_back(d, before, began_ms)}
-        handled, back = await self._outcome(replayed, before, began_ms)
+            replayed -= {d.event_id for d in stayed if not came_back(d, before, began_ms)}
+        handled, back = await wait_for_outcome(
+            self.bus, group, replayed, before, began_ms, timeout=self.replay_timeout, say=self.say
+        )
         await self._load()
         waiting = len(replayed) - len(handled) - len(back)
         self.last_action = DLQAction(
@@ -419,56 +419,3 @@ class DLQPanel(AsyncPanel):
                 f"(is a consumer of {group!r} running?)"
             )
         return f"{text}; {left}"
-
-    async def _outcome(
-        self, replayed: set[str], before: dict[str, DeadLetter], began_ms: int
-    ) -> tuple[set[str], set[str]]:
-        """Poll until every replayed entry was acked by the group or came back to its DLQ, or the
-        timeout passes: (handled ids, back ids)."""
-        handled: set[str] = set()
-        back: set[str] = set()
-        if not replayed:
-            return handled, back
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.replay_timeout
-        delay = 0.02
-        while True:
-            open_ids = replayed - handled - back
-            letters = await self.bus.dead_letters(self.consumer_group, sorted(open_ids))
-            back |= {d.event_id for d in letters if _came_back(d, before, began_ms)}
-            handled |= await self._acked(replayed - handled - back, before)
-            settled = len(handled) + len(back)
-            if settled >= len(replayed) or loop.time() >= deadline:
-                return handled, back
-            self.say(
-                f"{len(replayed):,} replayed; waiting for group {self.consumer_group!r} to handle "
-                f"them ({settled:,} settled so far)…"
-            )
-            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
-            delay = min(delay * 2, 1.0)
-
-    async def _acked(self, ids: Collection[str], before: dict[str, DeadLetter]) -> set[str]:
-        """Which of these events the group acked, reading its delivery records only over the
-        positions the events hold."""
-        if not ids:
-            return set()
-        positions = [before[i].stored.position for i in ids]
-        last = max(positions)
-        after: int | None = min(positions) - 1
-        acked: set[str] = set()
-        while True:
-            page = await self.bus.store.deliveries(
-                self.consumer_group, after_position=after, limit=DELIVERY_PAGE
-            )
-            for record in page:
-                if record.event_id in ids and record.status == DeliveryStatus.ACKED:
-                    acked.add(record.event_id)
-            if len(page) < DELIVERY_PAGE or page[-1].position >= last:
-                return acked
-            after = page[-1].position
-
-
-def _came_back(dead: DeadLetter, before: dict[str, DeadLetter], began_ms: int) -> bool:
-    """A DLQ entry seen after a replay is one that failed again (not one the replay left)."""
-    old = before.get(dead.event_id)
-    return old is None or replays(dead) > replays(old) or dead.failed_ms >= began_ms
