@@ -38,3 +38,14 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     assert commands[1].strip() == "./scripts/test"
     ci = (README.parent / ".ci" / "run").read_text()
     assert "./scripts/test" in ci
+
+
+def test_every_figure_the_readme_shows_is_a_committed_png() -> None:
+    images = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", README.read_text())
+    assert len(images) >= 3  # two report figures and the DLQ panel in JupyterLab
+    for alt, target in images:
+        path = README.parent / target
+        assert path.is_file(), f"README shows {target}, which is not in the repository"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", target
+        assert 1_000 < path.stat().st_size < 400_000, target
+        assert len(alt) > 20, f"{target} needs alt text that says what it shows"
