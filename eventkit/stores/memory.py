@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from eventkit.errors import GroupNotFoundError
 from eventkit.stores.base import (
@@ -177,15 +178,16 @@ class MemoryEventStore:
         return self._settle_each(claims, ConsumerGroup.release)
 
     def _settle_each(
-        self, claims: Sequence[Claim], settle: Callable[[ConsumerGroup, Claim, int], bool]
+        self, claims: Sequence[Claim], settle: Callable[[ConsumerGroup, list[Claim], int], int]
     ) -> int:
-        """Settle each claim in its group; how many still held their lease."""
+        """Settle the claims in their groups (a batch is usually one group's); how many still
+        held their lease."""
         now = now_ms()
         settled = 0
-        for claim in claims:
-            state = self._groups.get(claim.consumer_group)
-            if state is not None and settle(state, claim, now):
-                settled += 1
+        for group, of_group in itertools.groupby(claims, key=attrgetter("consumer_group")):
+            state = self._groups.get(group)
+            if state is not None:
+                settled += settle(state, list(of_group), now)
         return settled
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from eventkit.stores.base import (
@@ -141,16 +142,19 @@ class ConsumerGroup:
 
     # -- settling: each only while the claim holds its lease ----------------------------------
 
-    def ack(self, claim: Claim, now: int) -> bool:
-        delivery = self.held(claim, now)
-        if delivery is None:
-            return False
-        delivery.status = DeliveryStatus.ACKED
-        delivery.token = ""
-        delivery.acked_ms = now
-        self.unsettled.discard(delivery.event.position)
-        self.acked += 1
-        return True
+    def ack(self, claims: Iterable[Claim], now: int) -> int:
+        """Ack each claim that still holds its lease; how many did."""
+        acked = 0
+        for claim in claims:
+            delivery = self.held(claim, now)
+            if delivery is not None:
+                delivery.status = DeliveryStatus.ACKED
+                delivery.token = ""
+                delivery.acked_ms = now
+                self.unsettled.discard(delivery.event.position)
+                acked += 1
+        self.acked += acked
+        return acked
 
     def extend(self, claim: Claim, now: int, lease_ms: int) -> Claim | None:
         delivery = self.held(claim, now)
@@ -160,14 +164,16 @@ class ConsumerGroup:
         self.schedule(delivery.deadline_ms + 1, (delivery.event.position,))
         return claim._replace(lease_deadline_ms=delivery.deadline_ms)
 
-    def release(self, claim: Claim, now: int) -> bool:
-        """Deliverable again at once, and this attempt not counted."""
-        delivery = self.held(claim, now)
-        if delivery is None:
-            return False
-        delivery.attempts -= 1
-        self._retry_at(delivery, 0)
-        return True
+    def release(self, claims: Iterable[Claim], now: int) -> int:
+        """Deliverable again at once, and these attempts not counted; how many held their lease."""
+        released = 0
+        for claim in claims:
+            delivery = self.held(claim, now)
+            if delivery is not None:
+                delivery.attempts -= 1
+                self._retry_at(delivery, 0)
+                released += 1
+        return released
 
     def retry_later(self, claim: Claim, now: int, due_ms: int, error: str) -> bool:
         delivery = self.held(claim, now)
