@@ -199,3 +199,18 @@ async def test_browser_escapes_a_script_payload_in_table_summary_and_detail(
     await browser.wait()
     assert "<script" not in browser.table_html.value
     assert "&lt;script&gt;alert(" in browser.table_html.value
+
+
+async def test_values_that_do_not_fit_are_said_once_in_the_status_not_warned_per_apply(
+    bus: EventBus,
+) -> None:
+    await mixed_log(bus)
+    await bus.publish(asset(9, file_size="unknown"))  # an int field holding text
+    browser = EventBrowser(bus)
+    await browser.wait()
+    for _ in range(2):  # pytest turns a leaked warning into an error
+        browser.apply_button.click()
+        await browser.wait()
+    assert browser.frame is not None and browser.frame["data.file_size"].isna().sum() >= 1
+    assert "show as <NA>: data.file_size (1)." in browser.status_text
+    assert "&lt;NA&gt;" in browser.status.value  # escaped in the HTML line

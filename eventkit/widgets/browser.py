@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -185,7 +186,7 @@ class EventBrowser(AsyncPanel):
         await self._safely("Apply", self._apply())
 
     async def _apply(self) -> None:
-        from eventkit.frames import events_frame
+        from eventkit.frames import CoercedValuesWarning, events_frame
 
         types = list(self.types.value) or None
         sources = list(self.sources.value)
@@ -194,14 +195,17 @@ class EventBrowser(AsyncPanel):
             self.say("'To' is before 'From': nothing can match.", "warning")
             return
         self.say("Loading the matching events…")
-        frame = await events_frame(
-            self.bus,
-            event_types=types,
-            start_time=start,
-            end_time=inclusive_end(end),
-            source=sources[0] if len(sources) == 1 else None,
-            limit=self.max_rows,
-        )
+        with warnings.catch_warnings():  # said once in the status line below, not per Apply
+            warnings.simplefilter("ignore", CoercedValuesWarning)
+            frame = await events_frame(
+                self.bus,
+                event_types=types,
+                start_time=start,
+                end_time=inclusive_end(end),
+                source=sources[0] if len(sources) == 1 else None,
+                limit=self.max_rows,
+            )
+        coerced = frame.attrs.get("coerced") or {}
         if len(sources) > 1:
             frame = frame[frame["source"].isin(sources)]
         text = self.search.value.strip()
@@ -217,6 +221,13 @@ class EventBrowser(AsyncPanel):
             f"{plural(count, 'event')} {'matches' if count == 1 else 'match'}"
             + (f" (loading stopped at max_rows={self.max_rows:,})" if capped else "")
             + "."
+            + (
+                " Values that do not fit their field's type show as <NA>: "
+                + ", ".join(f"{column} ({n:,})" for column, n in sorted(coerced.items()))
+                + "."
+                if coerced
+                else ""
+            )
         )
 
     # -- showing ------------------------------------------------------------------------------
