@@ -151,21 +151,26 @@ async def events_frame(
     schema: pa.Schema | None = None
     last = 0
     known = {name: set(found) for name, found in store_kinds(bus.store).kinds.items()}
+    seen_types: set[str] = set()
     total = await _total_events(bus, limit) if progress and whole else None
     with _gc_paused(), progress_bar(total, "events_frame", enabled=progress) as bar:
         async for page in iter_pages(bus.store, types, start, end, source=source, limit=limit,
                                      page_size=PAGE):  # fmt: skip
             # the payload parses in a thread (pyarrow lets go of the GIL) while the envelope builds
             texts = [e.data for e in page]
-            parsing = asyncio.ensure_future(asyncio.to_thread(typed_page, texts, schema, known))
+            page_types = {e.event_type for e in page}
+            seen_types |= page_types
+            parsing = asyncio.ensure_future(
+                asyncio.to_thread(typed_page, texts, page_types, schema, known)
+            )
             envelope = _events_envelope(page)
             payload, schema = await parsing
             pages.append((envelope, payload))
             last = page[-1].position
             bar.update(len(page))
         complete = last if whole and limit is None and pages else None
-        kinds = await _kinds(bus, [p for _, p in pages], complete, progress)
-        return _assemble(pages, kinds, EVENT_COLUMNS, zone, "events_frame")
+        kinds = await _kinds(bus, [p for _, p in pages], complete, progress, seen_types)
+        return _assemble(pages, kinds, EVENT_COLUMNS, zone, "events_frame", seen_types)
 
 
 async def deliveries_frame(
@@ -258,8 +263,10 @@ async def dlq_frame(
         texts = [d.stored.data for d in letters]
         payload, _ = await asyncio.to_thread(parse_page, texts, None)
         bar.update(len(letters))
-    kinds = await _kinds(bus, [payload], None, progress)
-    return _assemble([(_dlq_envelope(letters), payload)], kinds, DLQ_COLUMNS, zone, "dlq_frame")
+    types = {d.stored.event_type for d in letters}
+    kinds = await _kinds(bus, [payload], None, progress, types)
+    envelope = _dlq_envelope(letters)
+    return _assemble([(envelope, payload)], kinds, DLQ_COLUMNS, zone, "dlq_frame", types)
 
 
 async def migration_frame(
@@ -386,7 +393,11 @@ async def _total_events(bus: EventBus, limit: int | None) -> int | None:
 
 
 async def _kinds(
-    bus: EventBus, pages: list[PayloadPage], complete: int | None, progress: bool
+    bus: EventBus,
+    pages: list[PayloadPage],
+    complete: int | None,
+    progress: bool,
+    event_types: set[str],
 ) -> dict[str, set[str]]:
     """The JSON kinds of every value the store holds under the pages' payload columns. A frame
     of the whole log (complete: its last position) is its own answer and is remembered; any
@@ -397,7 +408,7 @@ async def _kinds(
     known = store_kinds(bus.store)
     if complete is not None:
         known.add(own, complete)
-    elif needs_store_kinds(own):
+    elif needs_store_kinds(own, event_types):
         await read_store_kinds(bus.store, progress)
     merged = {name: set(found) for name, found in known.kinds.items()}
     merge_kinds(merged, own)
@@ -410,10 +421,12 @@ def _assemble(
     envelope: dict[str, str],
     zone: tzinfo | str,
     who: str,
+    event_types: set[str],
 ) -> pd.DataFrame:
-    """Envelope and payload pages as one frame, every payload column in its one dtype."""
+    """Envelope and payload pages as one frame, every payload column in its one dtype (declared
+    by the classes of the frame's event types, else from the store's values)."""
     names = list(dict.fromkeys(name for _, page in pages for name in page.columns))
-    plan = targets(names, kinds)
+    plan = targets(names, kinds, event_types)
     failed = any(page.errors is not None for _, page in pages)
     coerced: Counter[str] = Counter()
     frames = []

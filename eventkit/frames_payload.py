@@ -104,14 +104,17 @@ def parse_page(texts: list[str], schema: pa.Schema | None) -> tuple[PayloadPage,
 
 
 def typed_page(
-    texts: list[str], schema: pa.Schema | None, store: Mapping[str, set[str]]
+    texts: list[str],
+    event_types: Iterable[str],
+    schema: pa.Schema | None,
+    store: Mapping[str, set[str]],
 ) -> tuple[PayloadPage, pa.Schema | None]:
     """parse_page, then each column converted to the dtype it will most likely have (declared,
     or from its kinds here and in `store`), in the caller's worker thread; the frame checks the
     guess once every page is in (`converted_column`)."""
     page, schema = parse_page(texts, schema)
     kinds = {name: found | store.get(name, set()) for name, found in page.kinds.items()}
-    plan = targets(page.columns, kinds)
+    plan = targets(page.columns, kinds, event_types)
     done = {
         name: (plan[name], *convert(values, plan[name])) for name, values in page.columns.items()
     }
@@ -333,17 +336,30 @@ def _class_hints(cls: type) -> dict[str, Any]:
         return {f.name: f.type for f in dataclasses.fields(cls)}
 
 
-_declared: tuple[int, dict[str, Target]] = (-1, {})
+_declared: dict[frozenset[str], dict[str, Target]] = {}
+_declared_generation = -1
 
 
-def declared() -> dict[str, Target]:
-    """Column -> dtype of every payload field a registered class (any type, any version)
-    declares; worked out again when the registry changes."""
-    global _declared
-    if _declared[0] == registry.generation:
-        return _declared[1]
+def declared(event_types: Iterable[str]) -> dict[str, Target]:
+    """Column -> dtype of every payload field the registered classes of these event types (any
+    version) declare; worked out again when the registry changes. Only the frame's own types
+    count: a class of another type that happens to share a field name says nothing here."""
+    global _declared_generation
+    if _declared_generation != registry.generation:
+        _declared.clear()
+        _declared_generation = registry.generation
+    key = frozenset(event_types)
+    known = _declared.get(key)
+    if known is None:
+        known = _declared[key] = _declared_by(key)
+    return known
+
+
+def _declared_by(event_types: frozenset[str]) -> dict[str, Target]:
     found: dict[str, dict[Dtype, str]] = {}  # column -> dtype -> where it is declared
-    for versions in registry.classes.values():
+    for event_type, versions in registry.classes.items():
+        if event_type not in event_types:
+            continue
         for cls in versions.values():
             if cls is Event or not dataclasses.is_dataclass(cls):
                 continue
@@ -360,7 +376,6 @@ def declared() -> dict[str, Target]:
             targets[column] = Target(dtype, True, where)
         elif set(dtypes) == {"Int64", "Float64"}:
             targets[column] = Target("Float64", True, " and ".join(dtypes.values()))
-    _declared = (registry.generation, targets)
     return targets
 
 
@@ -386,14 +401,17 @@ def inferred(kinds: set[str]) -> Target:
     return Target("string", False, "its values (of mixed kinds, as JSON text)")
 
 
-def targets(columns: Iterable[str], kinds: Mapping[str, set[str]]) -> dict[str, Target]:
-    known = declared()
+def targets(
+    columns: Iterable[str], kinds: Mapping[str, set[str]], event_types: Iterable[str]
+) -> dict[str, Target]:
+    """Each column's dtype: declared by a class of one of these types, else from its kinds."""
+    known = declared(event_types)
     return {c: known.get(c) or inferred(kinds.get(c, set())) for c in columns}
 
 
-def needs_store_kinds(columns: Iterable[str]) -> bool:
+def needs_store_kinds(columns: Iterable[str], event_types: Iterable[str]) -> bool:
     """Whether some column's dtype comes from its values (so from the whole store's values)."""
-    known = declared()
+    known = declared(event_types)
     return any(c not in known for c in columns)
 
 

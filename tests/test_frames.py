@@ -5,9 +5,9 @@ from __future__ import annotations
 import pydoc
 import re
 from collections.abc import Callable
-from dataclasses import field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
@@ -417,3 +417,23 @@ async def test_progress_bar_shows_on_long_reads_and_progress_false_silences_it(
     assert "events_frame" not in capsys.readouterr().err
     await events_frame(bus)
     assert re.search(r"events_frame: 100%.* 5(\.00)?/5(\.00)?", capsys.readouterr().err)
+
+
+async def test_a_class_of_another_type_sharing_a_field_name_does_not_type_the_column(
+    bus: EventBus,
+) -> None:
+    """Only the frame's own event types declare dtypes: t.counter's `n: int` says nothing of the
+    `n` that generic x.raw events carry."""
+    with isolated_registry():
+
+        @dataclass(kw_only=True)
+        class Counter(BaseEvent):
+            event_type: ClassVar[str] = "t.counter"
+            n: int
+
+        await bus.store.append([raw("a", '{"n": "three"}'), raw("b", '{"n": 4}')])
+        df = await events_frame(bus)
+        assert df["data.n"].dtype == "string" and df.attrs["coerced"] == {}
+        await bus.publish(create_event(Counter, n=5))
+        counters = await events_frame(bus, ["t.counter"])
+        assert counters["data.n"].dtype == "Int64" and list(counters["data.n"]) == [5]
