@@ -16,7 +16,7 @@ from eventkit.jsontext import REFUSED, dumps, json_safe, parse_object, parse_ref
 from eventkit.records import NewEvent, StoredEvent
 
 __all__ = ["DECODE_ERRORS", "decode", "decode_lenient", "dumps", "encode", "json_safe",
-           "parse_payload", "stored_to_dict"]  # fmt: skip
+           "parse_payload"]  # fmt: skip
 
 #: errors that no retry can fix: the delivery goes to the DLQ at once
 DECODE_ERRORS = (SerializationError, UnsupportedVersionError, MigrationError)
@@ -250,15 +250,3 @@ def _instance_template(cls: type) -> dict[str, Any] | None:
     ):
         return None  # __init__ sets a default itself, or goes through a descriptor's __set__
     return dict.fromkeys(f.name for f in fields)
-
-
-def stored_to_dict(stored: StoredEvent) -> dict[str, Any]:
-    """The portable form of a stored event (JSON Lines export): ids, times and version kept."""
-    return {
-        "event_id": stored.event_id,
-        "event_type": stored.event_type,
-        "version": stored.version,
-        "source": stored.source,
-        "timestamp": stored.timestamp_ms,
-        "data": parse_payload(stored),
-    }

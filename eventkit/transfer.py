@@ -1,6 +1,6 @@
 """JSON Lines import and export: a portable snapshot of any store, with ids, times and versions kept.
 
-Each line is the shape of ``codec.stored_to_dict``: ``{event_id, event_type, version, source,
+Each line is the shape of ``jsonl_record``: ``{event_id, event_type, version, source,
 timestamp (epoch ms), data}``. Records go to and from the store as they are stored, never decoded
 or migrated, so old versions, unknown types and poison events travel unchanged. An import is all
 or nothing: the whole file is checked first (a streaming pass), then written. Core dependencies
@@ -39,7 +39,7 @@ from eventkit.errors import ConfigError, EventKitError, SerializationError
 from eventkit.events import datetime_to_ms
 from eventkit.pages import iter_pages, one_by_one
 from eventkit.progress import Progress, ProgressArg, reporting
-from eventkit.stores.base import NewEvent
+from eventkit.stores.base import NewEvent, StoredEvent
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ async def _export(
             async for stored in one_by_one(
                 iter_pages(bus.store, event_types, start_time, end_time)
             ):
-                out.write(codec.dumps(codec.stored_to_dict(stored)))
+                out.write(codec.dumps(jsonl_record(stored)))
                 out.write("\n")
                 count += 1
                 if progress is not None and count % EXPORT_PROGRESS_EVERY == 0:
@@ -290,6 +290,18 @@ def _records(path: Path) -> Iterator[tuple[int, NewEvent | str]]:
                 yield number, _parse_line(raw)
             except (ValueError, TypeError, OverflowError, RecursionError) as e:
                 yield number, str(e)
+
+
+def jsonl_record(stored: StoredEvent) -> dict[str, Any]:
+    """The portable form of a stored event (JSON Lines export): ids, times and version kept."""
+    return {
+        "event_id": stored.event_id,
+        "event_type": stored.event_type,
+        "version": stored.version,
+        "source": stored.source,
+        "timestamp": stored.timestamp_ms,
+        "data": codec.parse_payload(stored),
+    }
 
 
 def _parse_line(raw: bytes) -> NewEvent:
