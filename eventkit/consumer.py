@@ -20,7 +20,7 @@ from eventkit import codec
 from eventkit.clock import now_ms
 from eventkit.errors import SerializationError
 from eventkit.handlers import Delivery, Handler, LeaseTimer, adapt_handler
-from eventkit.policy import Outcome, Subscription, Verdict, decide, describe
+from eventkit.policy import ClaimSize, Outcome, Subscription, Verdict, decide, describe
 from eventkit.records import Claim
 from eventkit.settling import STORE_RETRY_MAX, Settler
 from eventkit.stores.base import EventStore
@@ -62,6 +62,8 @@ class Consumer:
         self._settler = Settler(store, subscription.consumer_group, lambda: self._stopping)
         self._next_due_ms: int | None = None
         self._claim_failures = 0
+        #: batch_size while idle, more while a backlog lasts
+        self._claim_size = ClaimSize(subscription.batch_size)
         self._timer = LeaseTimer()
         self._delivery: Delivery | None = None
 
@@ -163,30 +165,36 @@ class Consumer:
     async def _work(self) -> None:
         sub, loop = self.subscription, asyncio.get_running_loop()
         prefetched: asyncio.Task[list[Claim] | None] | None = None
+        prefetched_asked = 0
         slow_until = 0.0  # no prefetching until then: a batch took long against its lease
         try:
             while not self._stopping:
                 self.wakeup.clear()
                 if prefetched is not None:
-                    claims, prefetched = await prefetched, None
+                    asked, claims, prefetched = prefetched_asked, await prefetched, None
                 else:
-                    claims = await self._claim()
+                    asked = self._claim_size.size
+                    claims = await self._claim(asked)
                 if claims is None:  # the store failed: try again after a pause
                     await self._idle(self._claim_pause())
                     continue
                 if not claims:
+                    self._claim_size.observe(asked, 0, 0.0)
                     if not self.store.blocking_claims:
                         await self._idle(self._idle_seconds())
                     continue
                 self._handling = True  # from here a stop() lets the batch finish
                 started = loop.time()
                 try:
-                    if len(claims) == sub.batch_size and started > slow_until:
-                        prefetched = await self._prefetch()
+                    if len(claims) == asked and started > slow_until:
+                        prefetched_asked = self._claim_size.size
+                        prefetched = await self._prefetch(prefetched_asked)
                     await self._handle_batch(claims)
                 finally:
                     self._handling = False
-                if loop.time() - started > sub.lease_seconds / 4:
+                took = loop.time() - started
+                self._claim_size.observe(asked, len(claims), took)
+                if took > sub.lease_seconds / 4:
                     slow_until = loop.time() + SLOW_BATCH_SECONDS
                 if self._settler.acks_pending:
                     # handlers that never yield (no-op, CPU-only) would starve the ack task: let
@@ -196,13 +204,13 @@ class Consumer:
             if prefetched is not None:
                 await self._give_back(prefetched)
 
-    async def _prefetch(self) -> asyncio.Task[list[Claim] | None] | None:
+    async def _prefetch(self, limit: int) -> asyncio.Task[list[Claim] | None] | None:
         """With a backlog, the store prepares the next batch while this one is handled (where its
         work runs outside this thread). Not for a while after a batch took long against the
         lease: the next batch would sit out its lease waiting, and come back as failed attempts."""
         if not self.store.prefetch_turns:
             return None
-        task = asyncio.get_running_loop().create_task(self._claim())
+        task = asyncio.get_running_loop().create_task(self._claim(limit))
         for _ in range(self.store.prefetch_turns):  # let it send its request
             await asyncio.sleep(0)
         return task
@@ -218,14 +226,14 @@ class Consumer:
         if claims:
             await self._release(claims)
 
-    async def _claim(self) -> list[Claim] | None:
+    async def _claim(self, limit: int) -> list[Claim] | None:
         """The next batch, or None when the store failed (logged; the caller pauses)."""
         sub = self.subscription
         try:
             claims = await self.store.claim(
                 sub.consumer_group,
                 sub.consumer_name,
-                limit=sub.batch_size,
+                limit=limit,
                 lease_ms=sub.lease_ms,
                 block_ms=int(self.poll_interval * 1000) if self.store.blocking_claims else 0,
             )

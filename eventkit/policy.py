@@ -1,5 +1,6 @@
-"""What becomes of a delivery: the subscription's settings, retry backoff, and `decide`, the one
-place that holds every dead-letter rule. Plain functions, no I/O: the consumer applies them."""
+"""What becomes of a delivery: the subscription's settings, retry backoff, `decide` (the one place
+that holds every dead-letter rule) and `ClaimSize` (how much to claim). No I/O: the consumer
+applies them."""
 
 from __future__ import annotations
 
@@ -96,3 +97,35 @@ def decide(claim: Claim, subscription: Subscription, error: BaseException | str 
         return Outcome(Verdict.DEAD, text, trace)
     delay = backoff_seconds(claim.attempt, subscription.retry_delay, subscription.max_retry_delay)
     return Outcome(Verdict.RETRY, text, trace, now_ms() + int(delay * 1000))
+
+
+#: adaptive claims grow up to this many events (or batch_size, if larger): Kafka's max.poll.records
+CLAIM_CAP = 500
+#: and only while a batch is handled within this time, so a member never sits on work that
+#: another member of its group could be doing (and leases stay far from expiring)
+CLAIM_BATCH_SECONDS = 0.1
+
+
+class ClaimSize:
+    """How many events the next claim asks for: batch_size, doubled after each full batch that
+    was handled within CLAIM_BATCH_SECONDS (up to CLAIM_CAP), halved after a slower one, and
+    back to batch_size after a short claim (the backlog is gone).
+
+    A backlog is drained in a few large claims (one round trip each), while an idle group still
+    claims its first event at once (the size grows only on full claims), and the members of a
+    group keep sharing the work: each claims for itself, and no batch outlasts the time budget.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.cap = max(batch_size, CLAIM_CAP)
+        self.size = batch_size
+
+    def observe(self, asked: int, claimed: int, seconds: float) -> None:
+        """Adjust after a batch of `claimed` events (of `asked`) handled in `seconds`."""
+        if claimed < asked:
+            self.size = self.batch_size
+        elif seconds > CLAIM_BATCH_SECONDS:
+            self.size = max(self.batch_size, self.size // 2)
+        else:
+            self.size = min(self.cap, 2 * max(self.size, asked))

@@ -7,6 +7,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -242,3 +243,106 @@ async def test_opening_another_applications_database_refuses_and_leaves_it_uncha
         await store.open()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other-app.db"]  # no -wal, no -shm
+
+
+# -- publishing: on the loop when safe, else group commit on a thread (issue 12) ----------------
+
+
+def _wal_frames(path: Path) -> int:
+    """Frames in the WAL now (a PASSIVE checkpoint reports them and waits for nothing)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        [(_, frames, _)] = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return int(frames)
+    finally:
+        db.close()
+
+
+def _hold_write_lock(path: Path, release: threading.Event, held: threading.Event) -> None:
+    """Another program's write transaction, open until `release`."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(30)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+async def _hold_lock(path: Path) -> tuple[asyncio.Future[None], threading.Event]:
+    release, held = threading.Event(), threading.Event()
+    holder = asyncio.ensure_future(asyncio.to_thread(_hold_write_lock, path, release, held))
+    assert await asyncio.to_thread(held.wait, 10)
+    return holder, release
+
+
+async def test_an_append_blocked_by_another_process_waits_off_the_loop(
+    store: SQLiteEventStore,
+) -> None:
+    await store.append(new_events(1))  # positions from 1
+    holder, release = await _hold_lock(store.path)
+    appending = asyncio.ensure_future(store.append(new_events(1)))
+    for _ in range(20):  # the loop keeps running: the append waits on its thread
+        await asyncio.sleep(0)
+    assert not appending.done()
+    release.set()
+    await holder
+    assert await appending == [2]
+    assert [e.position for e in await store.read()] == [1, 2]
+
+
+async def test_concurrent_appends_share_commits_in_order(store: SQLiteEventStore) -> None:
+    events = new_events(120)
+    holder, release = await _hold_lock(store.path)
+    before = _wal_frames(store.path)
+    singles = [asyncio.ensure_future(store.append([e])) for e in events[:100]]
+    batches = [asyncio.ensure_future(store.append(events[i : i + 5])) for i in range(100, 120, 5)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    release.set()
+    await holder
+    positions = [p for task in [*singles, *batches] for p in await task]
+    # 104 appends, each its own commit, would write 4+ WAL frames per event: shared, far fewer
+    assert _wal_frames(store.path) - before < len(events)
+    stored = {e.event_id: e.position for e in await store.read()}
+    assert positions == [stored[e.event_id] for e in events]
+    assert sorted(positions) == list(range(1, 121))
+    # a batch is one transaction: its positions follow each other
+    for i in range(100, 120, 5):
+        assert positions[i : i + 5] == list(range(positions[i], positions[i] + 5))
+
+
+async def test_an_event_published_again_keeps_its_first_position(store: SQLiteEventStore) -> None:
+    events = new_events(3)
+    assert await store.append(events[:2]) == [1, 2]
+    assert await store.append(events[1:2]) == [2]  # on the loop
+    holder, release = await _hold_lock(store.path)
+    again = [asyncio.ensure_future(store.append(events)), asyncio.ensure_future(
+        store.append(events[:1]))]  # fmt: skip
+    release.set()
+    await holder
+    found = [await task for task in again]  # by group commit
+    third = [e.position for e in await store.get_events([events[2].event_id])]
+    assert found == [[1, 2, *third], [1]]
+    assert third[0] > 2
+
+
+async def test_the_wal_restarts_while_single_appends_keep_coming(
+    store: SQLiteEventStore,
+) -> None:
+    for event in new_events(3000):
+        await store.append([event])
+    # each append writes 4+ frames: without restarts the WAL would hold over 12,000
+    assert _wal_frames(store.path) < 4000
+
+
+async def test_a_read_only_store_refuses_appends(store: SQLiteEventStore) -> None:
+    await store.append(new_events(1))
+    reader = SQLiteEventStore(store.path, read_only=True)
+    await reader.open()
+    try:
+        with pytest.raises(StoreError, match="read-only"):
+            await reader.append(new_events(1))
+    finally:
+        await reader.close()

@@ -5,7 +5,7 @@ commit order for every process (never wall-clock text). One writer connection pe
 asyncio.Lock runs one statement or transaction at a time; every write is atomic across processes
 (a single statement, or BEGIN IMMEDIATE). A reader connection serves queries and the idle probe.
 Each aiosqlite call is a thread round trip (0.2-0.6 ms on a busy VM), so hot paths are single
-statements: a claim of new events is one INSERT ... SELECT whose trigger moves the group's cursor,
+statements, and appends have their own connection and path (sqlite_file.py): a claim of new events is one INSERT ... SELECT whose trigger moves the group's cursor,
 an ack of a batch is one UPDATE. A DLQ replay of an event trimmed from the
 log meanwhile keeps the DLQ's copy in REVIVED, for that group only: the log is never rewritten.
 """
@@ -60,7 +60,6 @@ from eventkit.stores.sqlite_sql import (
     HELD,
     HELD_ANY,
     IN_JSON,
-    INSERT_EVENT,
     LEASE_DUE,
     LEASED_EVENTS,
     META,
@@ -69,7 +68,6 @@ from eventkit.stores.sqlite_sql import (
     PROTECTED,
     REDELIVER,
     REVIVE,
-    SEQUENCE,
     SKIP_TO,
     START_CURSOR,
     STORE_TOTALS,
@@ -135,28 +133,12 @@ class SQLiteEventStore:
     # -- the log ------------------------------------------------------------------------------
 
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """One transaction; see SQLiteFile.append (on the loop when safe, else group commit)."""
         published = now_ms()
-        rows = [
+        return await self._file.append([
             (e.event_id, e.event_type, e.version, e.source, e.timestamp_ms, e.data, published)
             for e in events
-        ]
-        if len(rows) <= 1:  # one statement, atomic by itself: the common single publish
-            found = [
-                await self._file.write_one(INSERT_EVENT + " RETURNING position", r) for r in rows
-            ]
-            return [f[0][0] for f in found] if all(found) else await self._positions_of(events)
-        async with self._file.transaction() as db:
-            [(before,)] = await db.execute_fetchall(SEQUENCE)
-            inserted = (await db.executemany(INSERT_EVENT, rows)).rowcount
-            [(after,)] = await db.execute_fetchall(SEQUENCE)
-        if inserted == len(rows) == after - before:
-            return list(range(before + 1, after + 1))  # n distinct positions in (before, after]
-        return await self._positions_of(events)
-
-    async def _positions_of(self, events: Sequence[NewEvent]) -> list[int]:
-        sql = f"SELECT event_id, position FROM {EVENTS} WHERE event_id {IN_JSON}"
-        positions = dict(await self._file.query(sql, (json.dumps([e.event_id for e in events]),)))
-        return [positions[e.event_id] for e in events]
+        ])  # fmt: skip
 
     async def read(
         self,

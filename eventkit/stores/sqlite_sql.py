@@ -133,6 +133,8 @@ SKIP_TO = f"""UPDATE {GROUPS} SET cursor = MAX(cursor, :newest)
   WHERE name = :group AND {FILTER} = :types"""
 INSERT_EVENT = f"""INSERT INTO {EVENTS} (event_id, event_type, version, source, timestamp_ms, data,
   published_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"""
+#: the position of an event_id stored before (a publish tried again keeps its first position)
+POSITION_OF = f"SELECT position FROM {EVENTS} WHERE event_id = ?"
 SEQUENCE = f"SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{EVENTS}'), 0)"
 #: an old-enough event some group has not acked: unsettled anywhere, or unread by a matching group
 PROTECTED = f"""(e.position IN (SELECT position FROM {DELIVERIES} WHERE deadline_ms IS NOT NULL)
