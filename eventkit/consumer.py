@@ -63,7 +63,7 @@ class Consumer:
         self._next_due_ms: int | None = None
         self._claim_failures = 0
         #: batch_size while idle, more while a backlog lasts
-        self._claim_size = ClaimSize(subscription.batch_size)
+        self._claim_size = ClaimSize(subscription.batch_size, subscription.lease_seconds)
         self._timer = LeaseTimer()
         self._delivery: Delivery | None = None
 

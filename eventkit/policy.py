@@ -104,21 +104,26 @@ CLAIM_CAP = 500
 #: and only while a batch is handled within this time, so a member never sits on work that
 #: another member of its group could be doing (and leases stay far from expiring)
 CLAIM_BATCH_SECONDS = 0.1
+#: claims grow only with leases at least this long: the events of a batch wait behind each
+#: handler, and one that hangs would let a short lease of the events after it expire
+MIN_LEASE_TO_GROW = 5.0
 
 
 class ClaimSize:
     """How many events the next claim asks for: batch_size, doubled after each full batch that
     was handled within CLAIM_BATCH_SECONDS (up to CLAIM_CAP), halved after a slower one, and
-    back to batch_size after a short claim (the backlog is gone).
+    back to batch_size after a short claim (the backlog is gone). Never above batch_size with a
+    lease shorter than MIN_LEASE_TO_GROW.
 
     A backlog is drained in a few large claims (one round trip each), while an idle group still
     claims its first event at once (the size grows only on full claims), and the members of a
     group keep sharing the work: each claims for itself, and no batch outlasts the time budget.
     """
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, batch_size: int, lease_seconds: float = 30.0) -> None:
         self.batch_size = batch_size
-        self.cap = max(batch_size, CLAIM_CAP)
+        grows = lease_seconds >= MIN_LEASE_TO_GROW
+        self.cap = max(batch_size, CLAIM_CAP) if grows else batch_size
         self.size = batch_size
 
     def observe(self, asked: int, claimed: int, seconds: float) -> None:

@@ -145,3 +145,15 @@ def test_claim_size_grows_from_a_prefetched_claim_that_asked_for_less() -> None:
     size.observe(10, 10, FAST)  # now 20; a claim prefetched meanwhile had asked for 10
     size.observe(10, 10, FAST)
     assert size.size == 40
+
+
+def test_claim_size_stays_at_batch_size_with_a_short_lease() -> None:
+    """A batch's later events wait behind a hanging handler: with a 0.5 s lease they would expire."""
+    size = ClaimSize(1, lease_seconds=0.5)
+    for _ in range(5):
+        size.observe(size.size, size.size, 0.001)
+    assert size.size == 1
+    longer = ClaimSize(1, lease_seconds=30.0)
+    for _ in range(5):
+        longer.observe(longer.size, longer.size, 0.001)
+    assert longer.size == 32
