@@ -1,4 +1,5 @@
-"""Fixtures: one real store per backend (memory, SQLite file, Redis server), and buses on them."""
+"""Fixtures: one real store per backend (memory, SQLite file, Redis server, Redis Cluster), and
+buses on them."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import pytest
 from eventkit import EventBus, EventStoreConfig
 from eventkit.stores import MemoryEventStore, open_store
 from eventkit.stores.base import EventStore
+from eventkit.stores.redis_keys import Keys
 from eventkit.versioning import isolated_registry
 
-BACKENDS = ["memory", "sqlite", "redis"]
+#: the store backends; "redis-cluster" is backend "redis" on a 3-master cluster (the same config,
+#: only the URL differs: it names one node of the cluster)
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +37,22 @@ def redis_url() -> Iterator[str]:
         del os.environ["REDIS_URL"]
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A 3-master Redis Cluster for the session, started on first use (tests/redis_cluster.py)."""
+    from tests.redis_cluster import RedisClusterServers
+
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
 class Backend:
     """Makes stores (and configs) that all point at one place, as several processes would."""
 
-    def __init__(self, name: str, tmp_path: Path, redis_url: str | None) -> None:
-        self.name = name
+    def __init__(self, param: str, tmp_path: Path, redis_url: str | None) -> None:
+        #: the backend setting; `param` tells "redis" on one node from "redis-cluster"
+        self.name = "redis" if param == "redis-cluster" else param
+        self.param = param
         self.path = tmp_path / "events.db"
         self.redis_url = redis_url
         self.namespace = f"test-{uuid.uuid4().hex[:10]}"
@@ -61,7 +76,11 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url
     made = Backend(request.param, tmp_path, url)
     with isolated_registry():
         yield made
@@ -70,13 +89,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 def _drop_namespace(url: str, namespace: str) -> None:
+    """Delete the namespace's keys (both layouts), on one node or on every master of a cluster."""
     import redis
+    from redis.cluster import RedisCluster
 
-    client = redis.Redis.from_url(url)
+    with redis.Redis.from_url(url) as probe:
+        clustered = probe.info("cluster").get("cluster_enabled") == 1
+    client = RedisCluster.from_url(url) if clustered else redis.Redis.from_url(url)
     try:
-        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        for pattern in (Keys(namespace).pattern, f"{namespace}*"):
+            for key in list(client.scan_iter(match=pattern, count=1000)):
+                client.delete(key)
     finally:
         client.close()
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from eventkit import EventBus, EventStoreConfig
+from eventkit.stores.redis_keys import Keys
 from tests.helpers import discovered, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -529,7 +530,7 @@ def _redis_state(url: str, namespace: str) -> dict[str, tuple[str, bytes]]:
     try:
         return {
             key.decode(): (client.type(key).decode(), client.dump(key))
-            for key in sorted(client.scan_iter(match=f"{namespace}*", count=1000))
+            for key in sorted(client.scan_iter(match=Keys(namespace).pattern, count=1000))
         }
     finally:
         client.close()

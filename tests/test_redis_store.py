@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from eventkit import BaseEvent, EventBus, EventStoreConfig
 from eventkit.codec import encode
-from eventkit.errors import StoreUnavailableError
+from eventkit.errors import StoreError, StoreUnavailableError
 from eventkit.stores.base import (
     Claim,
     DeadLetter,
@@ -505,3 +505,100 @@ async def test_replay_after_a_trim_keeps_the_event_in_its_record_and_delivers_it
     finally:
         await store.close()
         await raw.client.aclose()
+
+
+# -- the key layout before the hash tag: moved once, on open, without loss ----------------------
+
+
+class _OldLayoutStore(RedisEventStore):
+    """The store as it was before the cluster-ready layout: the same scripts, on the old key
+    names (`ns:events`, `ns:group:g:due`, ...), and no move on open."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        super().__init__(url, namespace=namespace)
+        self._keys = Keys(namespace, tagged=False)
+
+    async def _move_legacy_layout(self) -> None:
+        return None
+
+
+async def _everything(store: RedisEventStore) -> dict[str, Any]:
+    """What a user can see of a store: events, groups, deliveries, dead letters, stats."""
+    groups = await store.groups()
+    return {
+        "events": await store.read(),
+        "groups": groups,
+        "deliveries": {g: await store.deliveries(g) for g in groups},
+        "dlq": {g: await store.get_pending_events(g) for g in groups},
+        "stats": await store.stats(),
+    }
+
+
+async def test_a_store_in_the_old_key_layout_is_moved_on_open_without_loss(
+    server: RedisServer,
+) -> None:
+    namespace = _namespace()
+    raw = aioredis.from_url(server.url, decode_responses=True)
+    old = _OldLayoutStore(server.url, namespace)
+    await old.open()
+    try:
+        positions = await old.append(new_events(20))
+        await old.ensure_group("g", ["*"])
+        await old.ensure_group("h", ["*"])
+        await old.register_consumer("g", "c1")
+        claims = await old.claim("g", "c1", limit=6, lease_ms=60_000)
+        assert await old.ack(claims[:2]) == 2
+        assert await old.retry_later(claims[2], due_ms=claims[2].lease_deadline_ms, error="later")
+        assert await old.dead_letter(claims[3], error="boom", traceback="tb")
+        in_flight = claims[4:6] + await old.claim("h", "c2", limit=3, lease_ms=60_000)
+        before = await _everything(old)
+        pending_before = [await raw.xpending(f"{namespace}:events", g) for g in ("g", "h")]
+    finally:
+        await old.close()
+    assert await raw.type(f"{namespace}:events") == "stream"  # the old names, as written
+    assert await raw.type(f"{namespace}:group:g:dlq") == "hash"
+    assert len(before["dlq"]["g"]) == 1
+    in_flight_before = [before["stats"]["groups"][g]["in_flight"] for g in ("g", "h")]
+    assert in_flight_before == [3, 3]  # g: 2 leased + 1 retrying; h: 3 leased
+
+    reader = RedisEventStore(server.url, namespace=namespace, read_only=True)
+    with pytest.raises(StoreError, match="earlier eventkit; it was left unchanged"):
+        await reader.open()  # reading (the CLI's stats, dlq, top) never moves a store
+    assert await raw.type(f"{namespace}:events") == "stream"
+
+    store = await _opened(server.url, namespace)  # moves the namespace
+    try:
+        assert await _everything(store) == before
+        keys = Keys(namespace)
+        assert [await raw.xpending(keys.events, g) for g in ("g", "h")] == pending_before
+        assert await store.ack(in_flight) == 5  # the leases made before the move still hold
+        rest = await store.claim("g", "c1", limit=50, lease_ms=60_000)
+        assert [c.event.position for c in rest] == positions[6:]  # unread go on where they were
+        assert await store.replay_dead_letters("g") == 1
+        assert [c.event.event_id for c in await store.claim("h", "c2", limit=50, lease_ms=1)] == [
+            e.event_id for e in before["events"][3:]
+        ]
+        reader = RedisEventStore(server.url, namespace=namespace, read_only=True)
+        await reader.open()  # once moved, a read-only open reads it
+        try:
+            assert (await reader.stats())["store"]["total_events"] == 20
+        finally:
+            await reader.close()
+        left = sorted([key async for key in raw.scan_iter(match=f"{namespace}:*")])
+        assert left == [f"{namespace}:{name}" for name in ("events", "groups", "ids")]
+        assert {await raw.type(key) for key in left} == {"string"}  # notes for old processes
+    finally:
+        await store.close()
+    again = await _opened(server.url, namespace)  # a second open moves nothing
+    try:
+        assert (await again.stats())["store"]["total_events"] == 20
+    finally:
+        await again.close()
+    old = _OldLayoutStore(server.url, namespace)  # a process still on the old layout
+    await old.open()
+    try:
+        with pytest.raises(StoreError, match="WRONGTYPE"):  # fails loudly, writes nothing
+            await old.append(new_events(1))
+    finally:
+        await old.close()
+        await raw.aclose()

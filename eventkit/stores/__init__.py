@@ -48,7 +48,10 @@ def open_store(config: EventStoreConfig, *, read_only: bool = False) -> EventSto
                 "EVENT_STORE_BACKEND", "redis", "install the driver: pip install 'eventkit[redis]'"
             ) from e
         return cast(
-            EventStore, RedisEventStore(config.resolved_redis_url, namespace=config.namespace)
+            EventStore,
+            RedisEventStore(
+                config.resolved_redis_url, namespace=config.namespace, read_only=read_only
+            ),
         )
     raise ConfigError("backend", config.backend, "use sqlite, redis or memory")
 

@@ -8,12 +8,16 @@ expiry comes from that set rather than from one XAUTOCLAIM min-idle. Every opera
 then writes is one Lua script (redis_lua/, loaded by redis_scripts.py; redis_records.py reads what
 they write), so it is atomic across processes and machines. Deadlines and published/delivered/acked
 times use the Redis server clock (TIME), one clock for every client.
+
+On a Redis Cluster (detected on open, redis_client.py) nothing changes here: every key of a
+namespace carries the namespace as its hash tag (redis_keys.py), so each script, each pipeline
+and each blocking read goes to the one master that holds the namespace.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -39,8 +43,8 @@ from eventkit.stores.base import (
     now_ms,
     stats_with_store_block,
 )
-from eventkit.stores.redis_client import MAX_BLOCK_MS, connect, translate
-from eventkit.stores.redis_keys import Keys
+from eventkit.stores.redis_client import MAX_BLOCK_MS, Client, connect, pipelined, translate
+from eventkit.stores.redis_keys import Keys, LegacyLayout, move_legacy_layout
 from eventkit.stores.redis_records import (
     dead_letter,
     delivery_record,
@@ -71,12 +75,14 @@ class RedisEventStore:
     blocking_claims = True
     prefetch_turns = 4  # redis-py: pool checkout, then the script call is written
 
-    def __init__(self, url: str, *, namespace: str = "eventkit") -> None:
+    def __init__(self, url: str, *, namespace: str = "eventkit", read_only: bool = False) -> None:
         self._url = check_redis_url("redis_url", url)
         self.namespace = namespace
+        #: only read (the CLI's stats, export, dlq, top, tail): open() never moves an old layout
+        self.read_only = read_only
         self._keys = Keys(namespace)
-        self._client: aioredis.Redis | None = None
-        self._waiter: aioredis.Redis | None = None
+        self._client: Client | None = None
+        self._waiter: Client | None = None
         self._scripts: Scripts  # registered by open()
         #: groups this process ensured, recreated if Redis restarted without its data (NOGROUP)
         self._known: dict[str, set[str]] = {}
@@ -92,7 +98,36 @@ class RedisEventStore:
             return
         self._client, self._waiter = await connect(self._url)
         self._scripts = Scripts.register(self._client)
-        logger.info("redis store open on %s, namespace %r", redact_url(self._url), self.namespace)
+        clustered = not isinstance(self._client, aioredis.Redis)
+        try:
+            if clustered:  # a cluster never held the old layout: its scripts fail there
+                pass
+            elif self.read_only:
+                await self._refuse_legacy_layout()
+            else:
+                await self._move_legacy_layout()
+        except BaseException:
+            await self.close()
+            raise
+        logger.info(
+            "redis store open on %s%s, namespace %r",
+            redact_url(self._url), " (cluster)" if clustered else "", self.namespace,
+        )  # fmt: skip
+
+    async def _refuse_legacy_layout(self) -> None:
+        """Reading must not change anything: an old layout is refused, saying how to move it."""
+        old = LegacyLayout(self.namespace).old  # after a move these hold a note (a string)
+        kinds = (await self._redis.type(old.events), await self._redis.type(old.groups))
+        if kinds[0] == "stream" or kinds[1] == "set":
+            raise StoreError(
+                f"namespace {self.namespace!r} is in the key layout of an earlier eventkit; it "
+                "was left unchanged: open it once with this version's EventBus (not a read-only "
+                "command) to move it to the new layout, without loss"
+            )
+
+    async def _move_legacy_layout(self) -> None:
+        """A namespace written before the hash tag moves to the tagged keys (redis_keys.py)."""
+        await move_legacy_layout(self._redis, self._scripts.move_layout, self.namespace)
 
     async def close(self) -> None:
         clients, self._client, self._waiter = (self._client, self._waiter), None, None
@@ -101,7 +136,7 @@ class RedisEventStore:
                 await client.aclose()
 
     @property
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> Client:
         if self._client is None:
             raise StoreUnavailableError(f"{self!r} is not open: call open() first")
         return self._client
@@ -272,11 +307,13 @@ class RedisEventStore:
         """One round trip for the batch (a stopping consumer gives back a whole prefetch)."""
         if not claims:
             return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
+
+        async def fill(pipe: Any) -> None:
             for claim in claims:
                 keys, args = self._settling("release", claim)
                 await self._scripts.settle(keys=keys, args=args, client=pipe)
-            return sum(bool(held) for held in await pipe.execute())
+
+        return sum(bool(held) for held in await self._pipelined(fill))
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         return await self._settle_one("retry", claim, due_ms - now_ms(), error)
@@ -286,12 +323,14 @@ class RedisEventStore:
 
     async def is_idle(self, groups: Sequence[str] | None = None) -> bool:
         names = await self.groups() if groups is None else list(groups)
-        async with self._redis.pipeline(transaction=False) as pipe:
+
+        async def fill(pipe: Any) -> None:
             for name in names:
                 g = self._keys.group(name)
                 pipe.zcard(g.due)
                 await self._scripts.unread([self._keys.events, g.types], [name, 1], client=pipe)
-            return not any(await pipe.execute())
+
+        return not any(await self._pipelined(fill))
 
     # -- dead-letter queue --------------------------------------------------------------------
 
@@ -353,7 +392,8 @@ class RedisEventStore:
 
     async def stats(self) -> Stats:
         names = await self.groups()
-        async with self._redis.pipeline(transaction=False) as pipe:
+
+        async def fill(pipe: Any) -> None:
             pipe.xlen(self._keys.events)
             pipe.hget(self._keys.meta, "kept_unacked")
             for name in names:
@@ -363,7 +403,8 @@ class RedisEventStore:
                 pipe.hlen(g.dlq)
                 pipe.hmget(g.counters, "delivered", "acked", "retried")
                 pipe.zcount(g.members, f"({now_ms()}", "+inf")
-            total, kept, *rest = await pipe.execute()
+
+        total, kept, *rest = await self._pipelined(fill)
         groups: dict[str, GroupStats] = {}
         for i, name in enumerate(names):
             lag, pending, dlq, (delivered, acked, retried), consumers = rest[i * 5 : i * 5 + 5]
@@ -388,6 +429,10 @@ class RedisEventStore:
         if removed or kept:
             logger.info("trimmed %d events, kept %d not yet acked", removed, kept)
         return TrimResult(int(removed), int(kept))
+
+    async def _pipelined(self, fill: Callable[[Any], Awaitable[None]]) -> list[Any]:
+        """One round trip for what `fill` queues; scripts loaded again on NOSCRIPT (pipelined)."""
+        return await pipelined(self._redis, fill, self._scripts.load)
 
     async def _run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a registered script (redis-py reloads it after a restart: NOSCRIPT)."""

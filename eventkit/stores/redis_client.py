@@ -1,11 +1,33 @@
-"""Connections of the Redis store to its server: pools, reconnecting, and errors without the password."""
+"""Connections of the Redis store to its server: pools, reconnecting, and errors without the password.
+
+One node or a Redis Cluster, whichever the URL reaches: a node that reports `cluster_enabled:1`
+gets redis-py's cluster client, which sends each command (and each script, by its keys' hash
+tag) to the master of the slot, follows MOVED and ASK while slots move, and refreshes its map of
+the cluster after a node fails.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, RedisError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    ConnectionError,
+    NoScriptError,
+    RedisClusterUnreachableError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from eventkit.config import redact_url, scrub
 from eventkit.errors import StoreError, StoreUnavailableError
@@ -19,22 +41,70 @@ RECONNECT_RETRIES = 8
 POOL_SIZE = 32
 WAITERS = 1_000
 
+#: a client of one node or of a cluster: the store calls the same commands on both
+Client: TypeAlias = aioredis.Redis | RedisCluster
 
-async def connect(url: str) -> tuple[aioredis.Redis, aioredis.Redis]:
+
+async def connect(url: str) -> tuple[Client, Client]:
     """The client for commands and the one for blocked claims (waiters), once the server answers;
     else StoreUnavailableError at once rather than after the reconnect attempts."""
     probe = _client(url, Retry(NoBackoff(), 0))
     try:
-        await probe.ping()
+        clustered = await is_cluster(probe)
     except (RedisError, OSError) as e:
         raise StoreUnavailableError(unavailable(url, e)) from None
     finally:
         await probe.aclose()
     retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), RECONNECT_RETRIES)
+    if clustered:
+        # a cluster node's pool cannot make callers wait: it raises once full, so it is large
+        return _cluster(url, retry, WAITERS), _cluster(url, retry, WAITERS)
     return (
         _client(url, retry, connections=POOL_SIZE),
         _client(url, retry, connections=WAITERS, blocking=False),
     )
+
+
+async def is_cluster(client: aioredis.Redis) -> bool:
+    """Whether the node is part of a Redis Cluster (INFO cluster: cluster_enabled:1)."""
+    try:
+        info = await client.info("cluster")
+    except ResponseError:  # INFO refused (an ACL): no cluster client would work there either
+        await client.ping()
+        return False
+    return bool(int(info.get("cluster_enabled", 0)))
+
+
+async def pipelined(
+    client: Client,
+    fill: Callable[[Any], Awaitable[None]],
+    load_scripts: Callable[[Client], Awaitable[None]],
+) -> list[Any]:
+    """One pipeline (no transaction) of what `fill` queues. A cluster pipeline runs scripts by
+    EVALSHA alone: on NOSCRIPT (a node restarted, or a slot moved to it) the scripts are loaded
+    and the pipeline sent again. Safe for pipelines of scripts and reads: the pipeline went to
+    one node (one namespace, one slot), so none of its scripts ran."""
+    for attempt in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            await fill(pipe)
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+        await load_scripts(client)
+    raise AssertionError("unreachable")
+
+
+def _cluster(url: str, retry: Retry, connections: int) -> RedisCluster:
+    """A cluster client with the URL's options (password, rediss:// and its ssl_ parameters),
+    found from the node the URL names; it reaches every other master the cluster lists."""
+    return RedisCluster.from_url(
+        url, decode_responses=True, protocol=2, retry=retry,
+        retry_on_error=[ConnectionError, TimeoutError, ClusterDownError],
+        socket_connect_timeout=5, socket_timeout=MAX_BLOCK_MS / 1000 + 10,
+        max_connections=connections, encoding_errors="surrogateescape",
+    )  # fmt: skip
 
 
 def _client(
@@ -59,9 +129,17 @@ def unavailable(url: str, error: BaseException) -> str:
     return f"Redis at {redact_url(url)} is unavailable ({detail}); is redis-server running?"
 
 
+#: errors that pass once the server (or the cluster's node for a slot) is back: a node down or
+#: restarting, a slot being moved (TRYAGAIN), no node reachable for a slot, redirects run out
+_UNAVAILABLE = (
+    ConnectionError, TimeoutError, BusyLoadingError, OSError, ClusterDownError, TryAgainError,
+    ClusterError, RedisClusterUnreachableError, SlotNotCoveredError,
+)  # fmt: skip
+
+
 def translate(url: str, error: Exception) -> StoreError:
     """A redis-py error as the store's own; never shows the password (the URL may hold one)."""
-    if isinstance(error, ConnectionError | TimeoutError | BusyLoadingError | OSError):
+    if isinstance(error, _UNAVAILABLE):
         return StoreUnavailableError(unavailable(url, error))
     detail = scrub(f"{type(error).__name__}: {error}", url)
     return StoreError(f"Redis store {redact_url(url)} failed ({detail})")

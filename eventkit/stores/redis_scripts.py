@@ -31,11 +31,18 @@ class Scripts:
     replay: AsyncScript
     unread: AsyncScript
     trim: AsyncScript
+    move_layout: AsyncScript
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
         """Register every script on `client` (nothing is sent until a script first runs)."""
         return cls(**{name: client.register_script(text) for name, text in sources().items()})
+
+    async def load(self, client: Any) -> None:
+        """Load every script on the server (on a cluster, every master): a pipeline runs EVALSHA
+        only, and a cluster's node knows no script after a restart or once a slot moved to it."""
+        for field in dataclasses.fields(self):
+            await client.script_load(getattr(self, field.name).script)
 
 
 @functools.cache
