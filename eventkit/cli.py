@@ -1,4 +1,5 @@
-"""The `eventkit` command: demo, import/export, stats and DLQ operations on any store."""
+"""The `eventkit` command: demo, import/export, stats and DLQ operations on any store; `top` and
+`tail` watch it live."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,10 +18,13 @@ from eventkit.bus import EventBus
 from eventkit.config import DEFAULT_PATH, EventStoreConfig
 from eventkit.demo import run_demo
 from eventkit.errors import EventKitError
+from eventkit.live import LiveBus, file_identity, run_tail, run_top
 from eventkit.progress import ProgressLine
 from eventkit.stores import open_store
 
 DEMO_PATH = Path("eventkit-demo.db")
+#: commands that run until Ctrl-C, which ends them normally (exit 0)
+LIVE_COMMANDS = ("top", "tail")
 #: seconds before import/export show progress: a quick command prints only its result
 PROGRESS_DELAY = 0.5
 
@@ -51,6 +57,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a number >= 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number >= 0")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0.1 and 3600 seconds")
     return value
 
 
@@ -88,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--replay", action="store_true")
     action.add_argument("--discard", action="store_true")
     _store_options(dlq)
+
+    top = commands.add_parser("top", help="watch the groups' lag, in flight, DLQ and throughput")
+    top.add_argument("--every", type=_seconds, default=1.0, help="seconds between samples")
+    top.add_argument("--once", action="store_true", help="print one sample and exit")
+    _store_options(top)
+
+    tail = commands.add_parser("tail", help="print the newest events; -f: and new ones as stored")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.add_argument("-n", dest="count", type=_count, default=10, help="default: 10")
+    tail.add_argument("--type", dest="event_types", action="append", help="repeatable")
+    _store_options(tail)
     return parser
 
 
@@ -103,6 +140,8 @@ async def _run(args: argparse.Namespace) -> int:
         async with _bus(config, read_only=True) as bus:
             print(json.dumps(await bus.get_stats(), indent=2, default=str))
         return 0
+    if args.command in LIVE_COMMANDS:
+        return await _live(config, args)
     return await _dlq(config, args)
 
 
@@ -207,6 +246,30 @@ async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _live(config: EventStoreConfig, args: argparse.Namespace) -> int:
+    """top and tail: read-only, and opened again when the store changes under them (see LiveBus)."""
+    wal = Path(f"{_sqlite_path(config)}-wal")
+    marker = file_identity(wal) if config.backend == "sqlite" else lambda: None
+    live = LiveBus(lambda: _bus(config, read_only=True), marker)
+    tty = sys.stdout.isatty()
+    try:
+        if args.command == "top":
+            await run_top(
+                live, sys.stdout, _where(config), every=args.every, once=args.once, tty=tty
+            )
+        else:
+            width = shutil.get_terminal_size().columns if tty else 0
+            await run_tail(
+                live, sys.stdout, sys.stderr, count=args.count, event_types=args.event_types,
+                follow=args.follow, payload_chars=max(width - 80, 40) if tty else 80,
+            )  # fmt: skip
+    except BrokenPipeError:  # `eventkit tail -f | head`: the reader left, which ends us quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        await live.drop()
+    return 0
+
+
 def _sqlite_path(config: EventStoreConfig) -> Path:
     """The SQLite file, ~ expanded, without creating its folder (as resolved_path would)."""
     return Path(config.path if config.path is not None else DEFAULT_PATH).expanduser()
@@ -266,8 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EventKitError, OSError, CommandError) as e:
         _error(_one_line(e))
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C is how top and tail are meant to end
+        return 0 if args.command in LIVE_COMMANDS else 130
     except Exception as e:
         if os.environ.get("EVENTKIT_DEBUG"):
             raise

@@ -329,6 +329,8 @@ READ_ONLY_COMMANDS = [
     ["stats"],
     ["export", "--format", "jsonl", "-o", "{out}/events.jsonl"],
     ["dlq", "thumbs"],
+    ["top", "--once"],
+    ["tail", "-n", "3"],
 ]
 
 
