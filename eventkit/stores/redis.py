@@ -138,7 +138,7 @@ class RedisEventStore:
     @property
     def _redis(self) -> Client:
         if self._client is None:
-            raise StoreUnavailableError(f"{self!r} is not open: call open() first")
+            raise StoreUnavailableError(f"{self!r} is not open: await bus.initialize() (or store.open()) first")
         return self._client
 
     # -- the log ------------------------------------------------------------------------------
@@ -437,5 +437,5 @@ class RedisEventStore:
     async def _run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a registered script (redis-py reloads it after a restart: NOSCRIPT)."""
         if self._client is None:
-            raise StoreUnavailableError(f"{self!r} is not open: call open() first")
+            raise StoreUnavailableError(f"{self!r} is not open: await bus.initialize() (or store.open()) first")
         return await script(keys=keys, args=args)
