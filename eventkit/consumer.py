@@ -127,7 +127,9 @@ class Consumer:
             try:
                 while not worker.done():
                     await self._heartbeat(heartbeat)
+                    _raise_if_cancel_was_swallowed()
                     await asyncio.wait({worker}, timeout=heartbeat)
+                _raise_if_cancel_was_swallowed()
             except asyncio.CancelledError:  # stop(), or the program ending (asyncio.run)
                 self._stopping = True
                 worker.cancel()
@@ -395,6 +397,16 @@ class Consumer:
 def _permanent(error: Exception) -> Exception:
     """A decode failure as an error decide() sends to the DLQ at once."""
     return error if isinstance(error, codec.DECODE_ERRORS) else SerializationError(describe(error))
+
+
+def _raise_if_cancel_was_swallowed() -> None:
+    """Python 3.11's wait_for can return a result when its task was cancelled at the moment the
+    awaited call finished, losing the CancelledError (seen at asyncio.run's shutdown with Redis
+    Cluster: the supervisor then restarted its worker and the program never exited). The task
+    still counts the request, so it is honoured here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _take_back_cancellation() -> None:

@@ -58,3 +58,33 @@ async def test_stop_ends_a_blocking_wait_even_when_a_cancellation_is_lost() -> N
     assert store.lost == 1  # the first cancellation was lost ...
     assert loop.time() - started < 1.0  # ... and stop cancelled again instead of waiting 5 s
     assert not consumer.running
+
+
+class CancelsItsCaller(MemoryEventStore):
+    """A heartbeat that finishes in the very step its caller is cancelled: Python 3.11's
+    wait_for then returns the result and the CancelledError is lost (seen with Redis Cluster at
+    asyncio.run's shutdown)."""
+
+    victim: asyncio.Task[None] | None = None
+
+    async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
+        await super().register_consumer(group, consumer, ttl_ms=ttl_ms)
+        if self.victim is not None:
+            self.victim.cancel()
+            self.victim = None
+
+
+async def test_a_cancel_lost_in_a_store_call_still_ends_the_consumer_without_a_restart() -> None:
+    store = CancelsItsCaller()
+    await store.open()
+    await store.ensure_group("g", ["*"])
+    subscription = Subscription(("*",), "g", "w", adapt_handler(lambda event: None),
+                                lease_seconds=0.2)  # fmt: skip
+    consumer = Consumer(store, subscription, poll_interval=0.05)
+    consumer.start()
+    supervisor = consumer._supervisor
+    await asyncio.sleep(0.05)
+    store.victim = supervisor  # cancelled by the next heartbeat, in the step it returns
+    done, _ = await asyncio.wait({supervisor}, timeout=5)
+    assert supervisor in done and supervisor.cancelled()
+    assert consumer.restarts == 0 and not consumer.running
