@@ -33,7 +33,7 @@ def stored_sample() -> list[StoredEvent]:
             asset_id=f"asset-{i}", file_path=f"/media/{i}.jpg", media_type="image", file_size=i
         )
         new = codec.encode(event)
-        stored.append(StoredEvent(i + 1, *new, new.timestamp_ms))
+        stored.append(new.stored(i + 1, new.timestamp_ms))
     return stored
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from eventkit import codec
 from eventkit.checks import check_name, check_number, event_types_of, group_start_of
-from eventkit.clock import TimeInput, parse_time
+from eventkit.clock import TimeInput, datetime_to_ms, parse_time
 from eventkit.config import EventStoreConfig
 from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
 from eventkit.errors import BusClosedError, StoreError
@@ -21,7 +21,16 @@ from eventkit.events import BaseEvent
 from eventkit.progress import reporting
 from eventkit.replay import replay_log
 from eventkit.stores import open_store
-from eventkit.stores.base import WILDCARD, DeadLetter, EventStore, NewEvent, matches, now_ms
+from eventkit.stores.base import (
+    WILDCARD,
+    DeadLetter,
+    EventStore,
+    GroupReset,
+    GroupStart,
+    NewEvent,
+    matches,
+    now_ms,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +348,58 @@ class EventBus:
         return await self._require_open().discard_dead_letters(
             consumer_group, event_ids=None if event_ids is None else list(event_ids)
         )
+
+    # -- group positions ----------------------------------------------------------------------
+
+    async def list_groups(self) -> list[str]:
+        """Names of the store's consumer groups (made by any process sharing it), sorted."""
+        return await self._require_open().groups()
+
+    async def reset_group(
+        self,
+        consumer_group: str,
+        to: Literal["earliest", "latest"] | TimeInput = "earliest",
+        force: bool = False,
+        *,
+        dry_run: bool = False,
+    ) -> GroupReset:
+        """Move the group's position so it handles the events from `to` on again, in publish
+        order, each as a first delivery (Kafka's offset reset by time). The DLQ and the
+        counters stay; what was in flight or retrying is dropped and counted in the result.
+
+        Args:
+            to: "earliest" (every retained event), "latest" (only events published later), or a
+                time (datetime, date or ISO string; naive = UTC): from the first event, in
+                publish order, stamped at or after it.
+            force: reset even while members hold leases (else GroupBusyError): the leases are
+                released, and their handlers' late acks do not count.
+            dry_run: only say what a reset would do (how many events it would deliver).
+        """
+        store = self._require_open()
+        check_name("consumer_group", consumer_group)
+        target: GroupStart
+        if to == "earliest":
+            target = "earliest"
+        elif to == "latest":
+            target = "latest"
+        else:
+            target = datetime_to_ms(parse_time(to, "to"))
+        result = await store.reset_group(consumer_group, target, force=force, dry_run=dry_run)
+        if not dry_run:
+            self._wake(consumer_group)
+        return result
+
+    async def delete_group(self, consumer_group: str) -> bool:
+        """Remove the group with its types, members, deliveries, DLQ and counters, so its name
+        can start afresh; False if there was none. This bus's subscriptions to it stop first
+        (as unsubscribe_persistent); members elsewhere fail to claim (GroupNotFoundError)."""
+        store = self._require_open()
+        check_name("consumer_group", consumer_group)
+        for sub_id, consumer in list(self._consumers.items()):
+            if consumer.subscription.consumer_group == consumer_group:
+                del self._consumers[sub_id]
+                await self._stop_consumer(consumer, timeout=5.0)
+        return await store.delete_group(consumer_group)
 
     def _wake(self, consumer_group: str) -> None:
         for consumer in self._consumers.values():

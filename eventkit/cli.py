@@ -1,5 +1,5 @@
-"""The `eventkit` command: demo, import/export, stats and DLQ operations on any store; `top` and
-`tail` watch it live."""
+"""The `eventkit` command: demo, import/export, stats, DLQ and group operations on any store;
+`top` and `tail` watch it live."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from eventkit.bus import EventBus
+from eventkit.clock import parse_time
 from eventkit.config import DEFAULT_PATH, EventStoreConfig
 from eventkit.demo import run_demo
-from eventkit.errors import EventKitError
+from eventkit.errors import ConfigError, EventKitError, GroupBusyError
 from eventkit.live import LiveBus, file_identity, run_tail, run_top
 from eventkit.progress import ProgressLine
+from eventkit.records import GroupReset
 from eventkit.stores import open_store
 
 DEMO_PATH = Path("eventkit-demo.db")
@@ -115,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--discard", action="store_true")
     _store_options(dlq)
 
+    groups = commands.add_parser(
+        "groups", help="list the consumer groups; move a group's position back or on, or delete it"
+    )
+    groups.add_argument("action", nargs="?", choices=["list", "reset", "delete"], default="list")
+    groups.add_argument("group", nargs="?", help="the group to reset or delete")
+    groups.add_argument(
+        "--to", help="reset: earliest, latest or an ISO time (event time; naive = UTC)"
+    )
+    groups.add_argument(
+        "--force", action="store_true",
+        help="reset even while consumers hold leases: they are released, their acks will not count",
+    )  # fmt: skip
+    groups.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    groups.set_defaults(groups_parser=groups)  # its usage errors name `eventkit groups`
+    _store_options(groups)
+
     top = commands.add_parser("top", help="watch the groups' lag, in flight, DLQ and throughput")
     top.add_argument("--every", type=_seconds, default=1.0, help="seconds between samples")
     top.add_argument("--once", action="store_true", help="print one sample and exit")
@@ -142,6 +162,8 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command in LIVE_COMMANDS:
         return await _live(config, args)
+    if args.command == "groups":
+        return await _groups(config, args)
     return await _dlq(config, args)
 
 
@@ -221,14 +243,7 @@ async def _export(config: EventStoreConfig, args: argparse.Namespace) -> int:
 
 async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
     async with _bus(config, read_only=True) as bus:  # the group must exist, whatever the action
-        groups = await bus.store.groups()
-        if args.group not in groups:
-            known = (
-                f"known groups: {', '.join(groups)}"
-                if groups
-                else "the store has no consumer groups yet"
-            )
-            raise CommandError(f"no consumer group {args.group!r} in {_where(config)}; {known}")
+        await _require_group(bus, config, args.group)
         if not (args.replay or args.discard):
             letters = await bus.store.get_pending_events(args.group)
             print(f"{len(letters)} dead letters in {args.group!r}")
@@ -244,6 +259,124 @@ async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
         else:
             print(f"discarded {await bus.discard_dlq(args.group)} events from {args.group!r}")
     return 0
+
+
+async def _require_group(bus: EventBus, config: EventStoreConfig, group: str) -> None:
+    """CommandError naming the known groups, unless the store holds `group`."""
+    groups = await bus.list_groups()
+    if group not in groups:
+        known = (
+            f"known groups: {', '.join(groups)}"
+            if groups
+            else "the store has no consumer groups yet"
+        )
+        raise CommandError(f"no consumer group {group!r} in {_where(config)}; {known}")
+
+
+ResetTarget = Literal["earliest", "latest"] | datetime
+#: the figures `eventkit groups` lists (get_stats()["groups"] keys) and their headings
+GROUP_COLUMNS = {"lag": "lag", "in_flight": "in flight", "dlq": "dlq", "consumers": "consumers"}
+
+
+def _check_groups_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot check alone (exit 2): reset and delete name a group, reset a time."""
+    if args.action == "list":
+        if args.group is not None or args.to is not None or args.force:
+            parser.error("groups list takes no GROUP, --to or --force")
+        return
+    if args.group is None:
+        parser.error(f"groups {args.action} needs a GROUP")
+    if args.action == "delete":
+        if args.to is not None or args.force:
+            parser.error("groups delete takes no --to or --force")
+        return
+    if args.to is None:
+        parser.error("groups reset needs --to earliest|latest|ISO-time")
+    try:
+        args.target = args.to if args.to in ("earliest", "latest") else parse_time(args.to, "--to")
+    except ConfigError as e:
+        parser.error(str(e))
+
+
+async def _groups(config: EventStoreConfig, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        async with _bus(config, read_only=True) as bus:
+            figures = (await bus.get_stats())["groups"]
+        if not figures:
+            print(f"no consumer groups in {_where(config)}")
+            return 0
+        width = max(len("group"), *map(len, figures))
+        print(f"{'group':<{width}}" + "".join(f"  {h:>9}" for h in GROUP_COLUMNS.values()))
+        for name, group in figures.items():
+            print(f"{name:<{width}}" + "".join(f"  {group[k]:>9,}" for k in GROUP_COLUMNS))
+        return 0
+    async with _bus(config, read_only=True) as bus:  # creates nothing when the group is unknown
+        await _require_group(bus, config, args.group)
+        dlq = await bus.dlq_size(args.group) if args.action == "delete" else 0
+    if args.action == "delete":
+        _confirm(f"Delete group {args.group!r} with its deliveries, counters and {dlq:,} DLQ "
+                 "entries?", f"delete group {args.group!r}", args.yes)  # fmt: skip
+        async with _bus(config) as bus:
+            await bus.delete_group(args.group)
+        print(f"deleted group {args.group!r} with its deliveries, counters and {dlq:,} DLQ entries")
+        return 0
+    return await _reset(config, args, args.target)
+
+
+async def _reset(config: EventStoreConfig, args: argparse.Namespace, to: ResetTarget) -> int:
+    group, where = args.group, _moment(to)
+    try:
+        async with _bus(config) as bus:
+            result = await _reset_confirmed(bus, args, to, where)
+    except GroupBusyError as e:  # also if a consumer took a lease while we asked
+        raise CommandError(
+            f"group {group!r} has {e.leased:,} deliveries leased to running consumers: stop "
+            "them, or pass --force (their acks will not count)"
+        ) from None
+    print(
+        f"reset group {group!r} to {where}: {result.unread:,} events to deliver again; released "
+        f"{result.in_flight:,} in flight, dropped {result.retrying:,} retrying; DLQ and counters kept"
+    )
+    return 0
+
+
+async def _reset_confirmed(
+    bus: EventBus, args: argparse.Namespace, to: ResetTarget, where: str
+) -> GroupReset:
+    """What a reset would do, asked about, then done."""
+    group = args.group
+    preview = await bus.reset_group(group, to, force=args.force, dry_run=True)
+    released = (
+        f"; {preview.in_flight:,} in flight will be released, {preview.retrying:,} retrying "
+        "dropped" if preview.in_flight or preview.retrying else ""
+    )  # fmt: skip
+    _confirm(
+        f"Reset group {group!r} to {where}? {preview.unread:,} events will be delivered "
+        f"again{released}", f"reset group {group!r} to {where}", args.yes,
+    )  # fmt: skip
+    return await bus.reset_group(group, to, force=args.force)
+
+
+def _moment(to: ResetTarget) -> str:
+    """A reset target as the prompt says it: "earliest", "latest" or "2026-11-03 00:00 UTC"."""
+    if not isinstance(to, datetime):
+        return to
+    seconds = f":{to:%S}" if to.second or to.microsecond else ""
+    return f"{to:%Y-%m-%d %H:%M}{seconds} UTC"
+
+
+def _confirm(question: str, action: str, yes: bool) -> None:
+    """Ask on a terminal (the default is no); without one, only --yes goes on (exit 2)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError(
+            f"to {action}, pass --yes: it cannot be undone, and stdin is not a terminal to ask",
+            exit_code=2,
+        )
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise CommandError("cancelled: nothing was changed")
 
 
 async def _live(config: EventStoreConfig, args: argparse.Namespace) -> int:
@@ -296,7 +429,12 @@ def _counted(verb: str, done: int, total: int | None) -> str:
 
 
 class CommandError(Exception):
-    """Bad input the command found itself: printed as one line, exit code 1."""
+    """Bad input the command found itself: printed as one line, exit code 1 (or `exit_code`: 2
+    for a usage error found once the store was asked)."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _one_line(error: BaseException) -> str:
@@ -319,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit code 0 on success; 1 with one line on stderr for bad input, a store or an OS error;
     2 for a usage error (argparse). EVENTKIT_DEBUG=1 shows the traceback of an unexpected error."""
     args = build_parser().parse_args(argv)  # usage errors exit 2 here
+    if args.command == "groups":
+        _check_groups_usage(args.groups_parser, args)
     handler = logging.StreamHandler(sys.stderr)  # library warnings, one line each
     handler.setFormatter(logging.Formatter("eventkit: %(message)s"))
     handler.setLevel(logging.WARNING)
@@ -328,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except (EventKitError, OSError, CommandError) as e:
         _error(_one_line(e))
-        return 1
+        return e.exit_code if isinstance(e, CommandError) else 1
     except KeyboardInterrupt:  # Ctrl-C is how top and tail are meant to end
         return 0 if args.command in LIVE_COMMANDS else 130
     except Exception as e:

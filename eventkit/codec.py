@@ -38,14 +38,23 @@ def encode(event: BaseEvent) -> NewEvent:
             "use JSON types (str, int, float, bool, None, list, dict) or datetime"
         ) from e
     event_id, event_type, source = event.event_id, event.event_type, event.source
+    correlation_id, causation_id = event.correlation_id, event.causation_id
     if event_type not in _CHECKED_TYPES:
         _CHECKED_TYPES.add(check_name("event_type", event_type))
-    try:
-        plain = event_id.isascii() and source.isascii()  # nothing to check further: fast
+    try:  # nothing to check further: fast (a first event's correlation is its own id)
+        plain = (
+            event_id.isascii()
+            and source.isascii()
+            and (correlation_id is event_id or (correlation_id and correlation_id.isascii()))
+            and (causation_id is None or (causation_id and causation_id.isascii()))
+        )
     except AttributeError:
         plain = False
     if not plain:
         _check_envelope_text(event_id, event_type, source)
+        check_name("correlation_id", correlation_id)
+        if causation_id is not None:
+            check_name("causation_id", causation_id)
     try:
         timestamp_ms = datetime_to_ms(event.timestamp)
         version = int(event.version)
@@ -54,7 +63,12 @@ def encode(event: BaseEvent) -> NewEvent:
             f"{event_type} event {event_id} has a timestamp or version that cannot be stored "
             f"({e}); use a datetime in years 1-9999 and an int version"
         ) from e
-    return NewEvent(event_id, event_type, version, source, timestamp_ms, data)
+    # a first event's correlation is its own id: not stored again (records.correlation_of reads
+    # it back), so publishing outside handlers costs no index entry in a store
+    stored_correlation = None if correlation_id == event_id else correlation_id
+    return NewEvent(
+        event_id, event_type, version, source, timestamp_ms, data, stored_correlation, causation_id
+    )
 
 
 #: event types already checked as names (a class's type is checked at its first publish)
@@ -105,25 +119,38 @@ def decode(stored: StoredEvent) -> BaseEvent:
             data = parse_object(stored.data)
         except REFUSED:
             data = _parse_refused(stored)
-        plan = _plan(stored.event_type, stored.version)
+        plan = _PLANS.get((stored.event_type, stored.version))  # the lookup inline: per delivery
+        if plan is None or plan.generation != _registry.generation:
+            plan = _plan(stored.event_type, stored.version)
         template, event_id = plan.template, stored.event_id
         # the common case inline: a complete payload of the current version, nothing to convert
-        source = stored.source
+        source, correlation_id, causation_id = (
+            stored.source,
+            stored.correlation_id,
+            stored.causation_id,
+        )
         if (
             template is not None
             and type(event_id) is str
             and event_id.isascii()
             and event_id
             and type(source) is str
-            and source.isascii()  # else build() checks that both are valid text
+            and source.isascii()  # else build() checks that all are valid text
+            and (
+                correlation_id is None or (type(correlation_id) is str and correlation_id.isascii())
+            )
+            and (causation_id is None or (type(causation_id) is str and causation_id.isascii()))
         ):
             attributes = template.copy()
             attributes.update(data)
             # nothing unknown was added and nothing is missing: every payload field is there
-            # (the template also holds the three envelope fields, which come from the store)
-            if len(attributes) == len(template) and len(data) == len(template) - 3:
+            # (the template also holds the five envelope fields, which come from the store)
+            if len(attributes) == len(template) and len(data) == len(template) - 5:
                 attributes["event_id"], attributes["source"] = event_id, source
                 attributes["timestamp"] = ms_to_datetime(stored.timestamp_ms)
+                # an event stored before correlation existed starts its own story
+                attributes["correlation_id"] = correlation_id or event_id
+                attributes["causation_id"] = causation_id
                 event: Any = object.__new__(typing.cast(type, plan.cls))
                 event.__dict__ = attributes
                 return typing.cast(BaseEvent, event)
@@ -134,6 +161,8 @@ def decode(stored: StoredEvent) -> BaseEvent:
             event_id=event_id,
             timestamp_ms=stored.timestamp_ms,
             source=stored.source,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
         )
     except DECODE_ERRORS:
         raise
@@ -160,10 +189,13 @@ def decode_lenient(stored: StoredEvent) -> BaseEvent:
         timestamp = ms_to_datetime(stored.published_ms)  # the store's own clock: always valid
         data = {**data, "_raw_timestamp_ms": _as_text(stored.timestamp_ms)}
     version = stored.version
+    event_id = _as_text(stored.event_id) or f"position-{stored.position}"
     event = Event(
-        event_id=_as_text(stored.event_id) or f"position-{stored.position}",
+        event_id=event_id,
         timestamp=timestamp,
         source=_as_text(stored.source),
+        correlation_id=_as_text(stored.correlation_id) or event_id,
+        causation_id=_as_text(stored.causation_id) or None,
         event_type=_as_text(stored.event_type),
         version=version if type(version) is int else 0,
         data=data,
@@ -192,21 +224,20 @@ class _Plan:
     migrates: bool
     #: set when a complete payload can become an instance without __init__ (_instance_template)
     template: dict[str, Any] | None
+    #: the registry generation it was made in: a plan of an older one is made again
+    generation: int
 
 
 #: decode plans by stored (event type, version), for the registry generation they were made in
 _PLANS: dict[tuple[str, int], _Plan] = {}
-_plans_generation = -1
+#: the one registry (isolated_registry() swaps its contents, never the object)
+_registry = versioning.registry
 
 
 def _plan(event_type: str, version: int) -> _Plan:
     """The decode plan of a stored (type, version), worked out once per registry generation."""
-    global _plans_generation
-    if _plans_generation != versioning.registry.generation:
-        _PLANS.clear()
-        _plans_generation = versioning.registry.generation
     plan = _PLANS.get((event_type, version))
-    if plan is None:
+    if plan is None or plan.generation != _registry.generation:
         plan = _PLANS[(event_type, version)] = _make_plan(event_type, version)
     return plan
 
@@ -223,7 +254,8 @@ def _make_plan(event_type: str, version: int) -> _Plan:
     cls = versioning.registry.current_class(event_type)
     migrates = current is not None and version != current
     fast = cls is not None and not migrates and not datetime_fields(cls)
-    return _Plan(cls, migrates, _instance_template(cls) if cls is not None and fast else None)
+    template = _instance_template(cls) if cls is not None and fast else None
+    return _Plan(cls, migrates, template, versioning.registry.generation)
 
 
 def _instance_template(cls: type) -> dict[str, Any] | None:
@@ -231,7 +263,8 @@ def _instance_template(cls: type) -> dict[str, Any] | None:
     copying this, filling it from a payload that has every field and setting it as __dict__
     makes the same object as __init__, in half its time (decoding is most of a consumer's work):
     the generated __init__, BaseEvent's __post_init__ (a no-op for what a store holds: a
-    non-empty id and a UTC millisecond timestamp), and every field a plain init attribute."""
+    non-empty id, a UTC millisecond timestamp and a correlation id), and every field a plain
+    init attribute."""
     code = getattr(cls.__init__, "__code__", None)  # type: ignore[misc]
     generated = getattr(code, "co_qualname", "").endswith("__create_fn__.<locals>.__init__")
     if not (

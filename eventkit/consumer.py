@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from eventkit import codec
 from eventkit.clock import now_ms
 from eventkit.errors import SerializationError
+from eventkit.events import HANDLED_EVENT
 from eventkit.handlers import Delivery, Handler, LeaseTimer, adapt_handler
 from eventkit.policy import ClaimSize, Outcome, Subscription, Verdict, decide, describe
 from eventkit.records import Claim
@@ -285,6 +286,7 @@ class Consumer:
         sub, store = self.subscription, self.store
         max_attempts, renew_below = sub.max_attempts, sub.lease_ms // 2
         target, wants_delivery = sub.handler.target, sub.handler.wants_delivery
+        queue_ack = self._settler.queue_ack
         index = 0
         while index < len(claims):
             self._timer = timer = LeaseTimer()
@@ -311,6 +313,8 @@ class Consumer:
                             continue
                         timer.move_to(claim.lease_deadline_ms)
                         delivery = None
+                        # events the handler creates continue this event's story
+                        handling = HANDLED_EVENT.set(event)
                         try:
                             if wants_delivery:
                                 delivery = Delivery(claim, store, self._lease_extended)
@@ -332,10 +336,11 @@ class Consumer:
                         else:
                             self.handled += 1
                             # the latest lease, if the handler extended it
-                            self._queue_ack(claim if delivery is None else delivery.claim)
+                            queue_ack(claim if delivery is None else delivery.claim)
                             continue
                         finally:
                             self._delivery = None
+                            HANDLED_EVENT.reset(handling)
                         self.failed += 1
                         if delivery is not None:
                             claim = delivery.claim
@@ -389,9 +394,6 @@ class Consumer:
 
     async def _release(self, claims: Sequence[Claim]) -> None:
         await self._settler.release(claims)
-
-    def _queue_ack(self, claim: Claim) -> None:
-        self._settler.queue_ack(claim)
 
 
 def _permanent(error: Exception) -> Exception:

@@ -58,6 +58,18 @@ class GroupNotFoundError(StoreError):
         super().__init__(f"consumer group {group!r} does not exist: subscribe to create it")
 
 
+class GroupBusyError(StoreError):
+    """A group's position cannot move while its members hold leases (they are handling events)."""
+
+    def __init__(self, group: str, leased: int) -> None:
+        self.group = group
+        self.leased = leased
+        super().__init__(
+            f"consumer group {group!r} has {leased} deliveries leased to its consumers: stop its "
+            "consumers or pass force=True (their late acks will not count)"
+        )
+
+
 class LeaseLostError(EventKitError):
     """The delivery's lease expired or was taken by another consumer; its result will not count."""
 
@@ -70,6 +82,7 @@ __all__ = [
     "BusClosedError",
     "ConfigError",
     "EventKitError",
+    "GroupBusyError",
     "GroupNotFoundError",
     "LeaseLostError",
     "MigrationError",

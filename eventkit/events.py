@@ -7,6 +7,9 @@ import dataclasses
 import functools
 import typing
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -21,10 +24,11 @@ __all__ = [  # the clock's conversions are re-exported: events are where users l
     "ENVELOPE_FIELDS", "BaseEvent", "Event", "create_event", "datetime_to_ms", "ms_to_datetime",
     "utc_now_ms", "AssetDiscoveredEvent", "AssetProcessedEvent", "QualityAssessedEvent",
     "WorkflowStartedEvent", "WorkflowCompletedEvent", "WorkflowFailedEvent", "SAMPLE_EVENTS",
-    "build_event", "event_from_dict", "payload_fields", "datetime_fields",
+    "build_event", "event_from_dict", "payload_fields", "datetime_fields", "HANDLED_EVENT",
+    "caused_by",
 ]  # fmt: skip
 
-ENVELOPE_FIELDS = frozenset({"event_id", "timestamp", "source"})
+ENVELOPE_FIELDS = frozenset({"event_id", "timestamp", "source", "correlation_id", "causation_id"})
 
 E = TypeVar("E", bound="BaseEvent")
 
@@ -43,6 +47,11 @@ class BaseEvent:
     event_id: str = field(default_factory=_new_event_id)
     timestamp: datetime = field(default_factory=utc_now_ms)
     source: str = ""
+    #: the story this event belongs to: the id of its first event. Left empty, it is taken at
+    #: creation from the event whose handler is running (HANDLED_EVENT), else the event's own id
+    correlation_id: str = ""
+    #: the id of the event whose handler created this one (None: the first of its story)
+    causation_id: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -62,6 +71,14 @@ class BaseEvent:
             raise TypeError(f"timestamp must be a datetime, got {type(self.timestamp).__name__}")
         if self.timestamp.tzinfo is not UTC or self.timestamp.microsecond % 1000:
             self.timestamp = to_utc_ms(self.timestamp)  # decoded events are UTC ms already
+        if not self.correlation_id:  # given by hand or by decode: kept as it is
+            parent = HANDLED_EVENT.get()
+            if parent is None:  # the first event of a story
+                self.correlation_id = self.event_id
+            else:  # created while handling `parent`: the same story, caused by it
+                self.correlation_id = parent.correlation_id
+                if self.causation_id is None:
+                    self.causation_id = parent.event_id
 
     def payload(self) -> dict[str, Any]:
         """The payload fields as a dict (no envelope fields)."""
@@ -77,6 +94,8 @@ class BaseEvent:
             "version": self.version,
             "source": self.source,
             "timestamp": datetime_to_ms(self.timestamp),
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
             "data": json_safe(self.payload()),
         }
 
@@ -108,6 +127,8 @@ def build_event(
     event_id: str,
     timestamp_ms: int,
     source: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
 ) -> BaseEvent:
     """A payload dict as an event of the current version of its type (migrated step by step), or
     a generic Event for a type with no class. SerializationError (or the registry's
@@ -123,14 +144,20 @@ def build_event(
             f"stored {event_type} event has an event_id {event_id!r} or source {source!r} "
             "that is not text (not UTF-8, or missing)"
         )
+    for name, value in (("correlation_id", correlation_id), ("causation_id", causation_id)):
+        if value is not None and (type(value) is not str or has_lone_surrogate(value)):
+            raise SerializationError(
+                f"stored {event_type} event {event_id} has a {name} {value!r} that is not text"
+            )
+    # an event stored before correlation existed starts its own story
+    envelope: dict[str, Any] = {"event_id": event_id, "timestamp": ms_to_datetime(timestamp_ms), "source": source,
+                "correlation_id": correlation_id or event_id, "causation_id": causation_id}  # fmt: skip
     current = registry.current_version(event_type)
     if current is not None and version != current:  # older, or newer: the error says so
         version, data = registry.migrate(event_type, version, data)
     cls = registry.current_class(event_type)
-    timestamp = ms_to_datetime(timestamp_ms)
     if cls is None:
-        return Event(event_type=event_type, version=version, data=data, event_id=event_id,
-                     timestamp=timestamp, source=source)  # fmt: skip
+        return Event(event_type=event_type, version=version, data=data, **envelope)
     fields = payload_fields(cls)
     if not fields.issuperset(data):
         unknown = sorted(set(data) - fields)
@@ -142,9 +169,7 @@ def build_event(
         if isinstance(data.get(name), str):
             data[name] = datetime.fromisoformat(data[name])
     try:
-        return typing.cast(
-            BaseEvent, cls(event_id=event_id, timestamp=timestamp, source=source, **data)
-        )
+        return typing.cast(BaseEvent, cls(**envelope, **data))
     except TypeError as e:
         raise SerializationError(
             f"stored {event_type} v{version} does not fit {cls.__name__}: {e}; "
@@ -178,6 +203,8 @@ def event_from_dict(record: dict[str, Any], expected: type[BaseEvent] | None = N
             event_id=str(record["event_id"]),
             timestamp_ms=timestamp_ms,
             source=str(record.get("source", "")),
+            correlation_id=record.get("correlation_id"),
+            causation_id=record.get("causation_id"),
         )
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         if isinstance(e, SerializationError):
@@ -223,8 +250,26 @@ def _payload_names(cls: type[BaseEvent]) -> tuple[str, ...]:
     return names
 
 
+#: the event whose handler runs in this context (set by the consumer, replay and in-process
+#: subscribers around each call): an event created meanwhile continues its story
+HANDLED_EVENT: ContextVar[BaseEvent | None] = ContextVar("eventkit_handled_event", default=None)
+
+
+@contextmanager
+def caused_by(event: BaseEvent) -> Iterator[None]:
+    """Events created in this block continue `event`'s story, as if its handler created them."""
+    token = HANDLED_EVENT.set(event)
+    try:
+        yield
+    finally:
+        HANDLED_EVENT.reset(token)
+
+
 def create_event(event_class: type[E], source: str = "", **fields: Any) -> E:
-    """Build an event, naming any field the class does not declare (a typo would be lost)."""
+    """Build an event, naming any field the class does not declare (a typo would be lost).
+
+    `correlation_id=` and `causation_id=` place it in a story by hand; left out, it continues
+    the story of the event being handled (or starts its own)."""
     known = {f.name for f in dataclasses.fields(event_class) if f.init}
     unknown = sorted(set(fields) - known)
     if unknown:

@@ -56,13 +56,16 @@ from eventkit.frames_payload import (
     targets,
     typed_page,
 )
+from eventkit.frames_trace import trace_frame
 from eventkit.pages import iter_delivery_pages, iter_pages
 from eventkit.progress import progress_bar
-from eventkit.records import DeadLetter, DeliveryRecord, StoredEvent
+from eventkit.records import DeadLetter, DeliveryRecord, StoredEvent, correlation_of
+from eventkit.stores.base import check_limit
+from eventkit.stores.lookup import check_value, field_parts, payload_matches
 from eventkit.versioning import registry
 
 __all__ = ["CoercedValuesWarning", "deliveries_frame", "dlq_frame", "events_frame",
-           "export_frame", "migration_frame"]  # fmt: skip
+           "export_frame", "find_events", "migration_frame", "trace_frame"]  # fmt: skip
 
 #: rows read from the store per round trip: large enough that per-page costs vanish
 PAGE = 50_000
@@ -70,6 +73,7 @@ UTC_MS = "datetime64[ms, UTC]"
 
 EVENT_COLUMNS: dict[str, str] = {
     "event_id": "str", "event_type": "str", "version": "int64", "source": "str", "timestamp": UTC_MS,
+    "correlation_id": "str", "causation_id": "str",
 }  # fmt: skip
 DELIVERY_COLUMNS: dict[str, str] = {
     "event_id": "str", "event_type": "str", "consumer_group": "str", "consumer_name": "str",
@@ -127,7 +131,9 @@ async def events_frame(
     -------
     pandas.DataFrame
         Columns ``event_id`` (str), ``event_type`` (str), ``version`` (int64), ``source`` (str),
-        ``timestamp`` (``datetime64[ms, UTC]``), then one ``data.<field>`` column per payload
+        ``timestamp`` (``datetime64[ms, UTC]``), ``correlation_id`` and ``causation_id`` (str;
+        the story the event belongs to and the event that caused it, `trace_frame` follows
+        them), then one ``data.<field>`` column per payload
         field (``data.metadata.width`` for nested objects), its dtype from the event classes'
         field types whatever the filter (`eventkit.frames` says how): ``data.file_size`` is
         ``Int64``, ``data.file_path`` ``string``, ``data.score`` ``Float64``, ``data.issues``
@@ -171,6 +177,72 @@ async def events_frame(
         complete = last if whole and limit is None and pages else None
         kinds = await _kinds(bus, [p for _, p in pages], complete, progress, seen_types)
         return _assemble(pages, kinds, EVENT_COLUMNS, zone, "events_frame", seen_types)
+
+
+async def find_events(
+    bus: EventBus,
+    limit: int | None = None,
+    *,
+    tz: str | tzinfo | None = None,
+    **criteria: str | int | float | bool | None,
+) -> pd.DataFrame:
+    """The events whose fields equal the values given, as an `events_frame` of them.
+
+    Parameters
+    ----------
+    bus : EventBus
+        An initialized bus.
+    limit : int, optional
+        At most this many events (the oldest first).
+    tz : str or tzinfo, optional
+        Show time columns in this zone instead of UTC.
+    **criteria
+        ``"data.<field>"`` (dotted for nested fields, e.g. ``"data.metadata.width"``) compares a
+        payload field as JSON does: a string only equals a string, ``1`` equals ``1.0``, a bool
+        only a bool, ``None`` a JSON null (not a missing field). ``event_type``, ``source``,
+        ``correlation_id`` and ``causation_id`` compare the envelope. The first payload field
+        is looked up by the store: with JSON1 on SQLite (an index seek once
+        ``await bus.store.index_payload_field("asset_id")`` made one), by a scan of the log on
+        memory and Redis; the other criteria filter what it found.
+
+    Examples
+    --------
+    >>> await find_events(bus, **{"data.asset_id": "asset-00042"})  # doctest: +SKIP
+    """
+    check_limit(limit)
+    payload = {name[5:]: value for name, value in criteria.items() if name.startswith("data.")}
+    envelope = {name: value for name, value in criteria.items() if not name.startswith("data.")}
+    unknown = sorted(set(envelope) - FINDABLE_ENVELOPE)
+    if not payload or unknown:
+        raise ConfigError("criteria", ", ".join(unknown or criteria) or "none",
+                          'name a payload field ("data.asset_id") and, if you like, '
+                          f"{', '.join(sorted(FINDABLE_ENVELOPE))}")  # fmt: skip
+    [(path, value), *more] = payload.items()
+    more_parts = [(field_parts(p), check_value(v)) for p, v in more]
+    found = await bus.store.find(path, value, limit=None if more or envelope else limit)
+    found = [
+        e for e in found
+        if all(_envelope_value(e, name) == v for name, v in envelope.items())
+        and all(payload_matches(e.data, parts, v) for parts, v in more_parts)
+    ][:limit]  # fmt: skip
+    types = {e.event_type for e in found}
+    pages = []
+    if found:
+        known = {name: set(kinds) for name, kinds in store_kinds(bus.store).kinds.items()}
+        payload_page, _ = await asyncio.to_thread(
+            typed_page, [e.data for e in found], types, None, known
+        )
+        pages.append((_events_envelope(found), payload_page))
+    kinds = await _kinds(bus, [p for _, p in pages], None, False, types)
+    return _assemble(pages, kinds, EVENT_COLUMNS, _zone(tz), "find_events", types)
+
+
+#: envelope fields find_events compares (after the store's lookup by a payload field)
+FINDABLE_ENVELOPE = frozenset({"event_type", "source", "correlation_id", "causation_id"})
+
+
+def _envelope_value(stored: StoredEvent, name: str) -> str | None:
+    return correlation_of(stored) if name == "correlation_id" else getattr(stored, name)
 
 
 async def deliveries_frame(
@@ -477,13 +549,19 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _events_envelope(page: list[StoredEvent]) -> dict[str, Any]:
-    _, event_id, event_type, version, source, timestamp_ms, _, _ = zip(*page, strict=True)
+    _, event_id, event_type, version, source, timestamp_ms, _, _, correlation, cause = zip(
+        *page, strict=True
+    )
+    if None in correlation:  # stored before correlation existed: each its own story
+        correlation = tuple(c or i for c, i in zip(correlation, event_id, strict=True))
     return {
         "event_id": _text(event_id),
         "event_type": _text(event_type),
         "version": np.array(version, np.int64),
         "source": _text(source),
         "timestamp": _utc(np.array(timestamp_ms, np.int64)),
+        "correlation_id": _text(correlation),
+        "causation_id": _text(cause),
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from eventkit.checks import check_number
 from eventkit.clock import ms_to_datetime, now_ms
 from eventkit.errors import LeaseLostError
-from eventkit.events import BaseEvent
+from eventkit.events import HANDLED_EVENT, BaseEvent
 from eventkit.records import Claim
 from eventkit.stores.base import EventStore
 
@@ -86,9 +86,14 @@ class Handler:
         return self.target(event, delivery) if self.wants_delivery else self.target(event)
 
     async def __call__(self, event: BaseEvent, delivery: Delivery | None = None) -> None:
-        result = self.call(event, delivery)
-        if result is not None and inspect.isawaitable(result):
-            await result
+        """Call the handler; events it creates continue `event`'s story (HANDLED_EVENT)."""
+        handling = HANDLED_EVENT.set(event)
+        try:
+            result = self.call(event, delivery)
+            if result is not None and inspect.isawaitable(result):
+                await result
+        finally:
+            HANDLED_EVENT.reset(handling)
 
 
 def adapt_handler(handler: Any) -> Handler:

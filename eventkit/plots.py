@@ -42,9 +42,10 @@ from eventkit.plot_time import (
     time_axis,
     zone_name,
 )
+from eventkit.plot_trace import plot_trace
 
 __all__ = [  # the time names are re-exported: tests and notebooks import them from here
-    "plot_dlq", "plot_dlq_over_time", "plot_lag", "plot_latency", "plot_throughput",
+    "plot_dlq", "plot_dlq_over_time", "plot_lag", "plot_latency", "plot_throughput", "plot_trace",
     "Window", "choose_interval", "duration_text", "interval_label", "lag_series",
     "CLIP_RATIO", "FIGSIZE", "INTERVALS", "LATENCY_BINS", "LOG_RATIO", "LONG_DLQ_SPAN", "MARK_GID",
     "MAX_BINS", "MAX_SERIES", "MIN_TO_TRIM", "NOTE_GID", "QUANTILES", "SQUASH", "STRAGGLERS",

@@ -40,6 +40,17 @@ class NewEvent(NamedTuple):
     timestamp_ms: int
     #: JSON object text of the payload fields only (no envelope fields)
     data: str
+    #: the story the event belongs to (its first event's id); None for that first event itself
+    #: (and in records of older eventkit): read as the event's own id (correlation_of)
+    correlation_id: str | None = None
+    #: the id of the event whose handler published this one; None for a first event
+    causation_id: str | None = None
+
+    def stored(self, position: int, published_ms: int) -> StoredEvent:
+        """The event as a store keeps it, at `position`, accepted at `published_ms`."""
+        event_id, event_type, version, source, timestamp_ms, data, correlation, cause = self
+        return StoredEvent(position, event_id, event_type, version, source, timestamp_ms, data,
+                           published_ms, correlation, cause)  # fmt: skip
 
 
 class StoredEvent(NamedTuple):
@@ -55,6 +66,15 @@ class StoredEvent(NamedTuple):
     data: str
     #: when the store accepted it (for publish-to-ack latency)
     published_ms: int
+    #: None in events stored before correlation existed: read as the event's own id
+    #: (correlation_of); the fields come last so records of older code keep their positions
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+def correlation_of(stored: StoredEvent) -> str:
+    """The event's correlation id; an event stored before correlation existed starts its own."""
+    return stored.correlation_id or stored.event_id
 
 
 class Claim(NamedTuple):
@@ -119,6 +139,22 @@ class DeliveryRecord(NamedTuple):
     first_delivered_ms: int
     acked_ms: int | None
     last_error: str | None
+
+
+class GroupReset(NamedTuple):
+    """What EventStore.reset_group did (or, as a dry run, would do) to a group's position."""
+
+    group: str
+    #: the group now reads the events after this position: the last event (in publish order)
+    #: before its new start, 0 when it starts at the first retained event
+    position: int
+    #: events of the group's types after `position`: delivered (again) from there, each as a
+    #: first delivery
+    unread: int
+    #: deliveries that were leased (released: their holders' late acks and settles do not count)
+    in_flight: int
+    #: deliveries that awaited a retry (dropped: one after `position` is delivered again anyway)
+    retrying: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """JSON Lines import and export: a portable snapshot of any store, with ids, times and versions kept.
 
 Each line is the shape of ``jsonl_record``: ``{event_id, event_type, version, source,
-timestamp (epoch ms), data}``. Records go to and from the store as they are stored, never decoded
+timestamp (epoch ms), correlation_id, causation_id, data}`` (files without the two ids import as
+events that each start their own story). Records go to and from the store as they are stored, never decoded
 or migrated, so old versions, unknown types and poison events travel unchanged. An import is all
 or nothing: the whole file is checked first (a streaming pass), then written. Core dependencies
 only: the CLI imports this without the notebook extra.
@@ -39,6 +40,7 @@ from eventkit.errors import ConfigError, EventKitError, SerializationError
 from eventkit.events import datetime_to_ms
 from eventkit.pages import iter_pages, one_by_one
 from eventkit.progress import Progress, ProgressArg, reporting
+from eventkit.records import correlation_of
 from eventkit.stores.base import NewEvent, StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -300,6 +302,8 @@ def jsonl_record(stored: StoredEvent) -> dict[str, Any]:
         "version": stored.version,
         "source": stored.source,
         "timestamp": stored.timestamp_ms,
+        "correlation_id": correlation_of(stored),
+        "causation_id": stored.causation_id,
         "data": codec.parse_payload(stored),
     }
 
@@ -337,7 +341,13 @@ def _parse_line(raw: bytes) -> NewEvent:
         payload = codec.dumps(data)
     except (TypeError, ValueError) as e:
         raise ValueError(f"data cannot be stored: {e}") from None
-    return NewEvent(event_id, event_type, version, source, _timestamp_ms(record), payload)
+    # a file written before correlation existed has neither: each event starts its own story
+    correlation_id = _name(record, "correlation_id") if record.get("correlation_id") else None
+    if correlation_id == event_id:  # its own story: stored as none, as codec.encode does
+        correlation_id = None
+    causation_id = _name(record, "causation_id") if record.get("causation_id") else None
+    return NewEvent(event_id, event_type, version, source, _timestamp_ms(record), payload,
+                    correlation_id, causation_id)  # fmt: skip
 
 
 def _name(record: dict[str, Any], key: str) -> str:

@@ -30,7 +30,7 @@ SAMPLE_VALUES: dict[str, Any] = {
 
 
 def stored(event: BaseEvent) -> StoredEvent:
-    return StoredEvent(1, *encode(event), published_ms=0)
+    return encode(event).stored(1, 0)
 
 
 def raw(event_type: str, payload: str, version: int = 1) -> StoredEvent:

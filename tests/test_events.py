@@ -71,7 +71,7 @@ def test_every_sample_event_round_trips_through_the_codec() -> None:
         }  # fmt: skip
         event = create_event(cls, source="t", **fields)
         new = encode(event)
-        stored = StoredEvent(1, *new, published_ms=0)
+        stored = new.stored(1, 0)
         assert decode(stored) == event, cls.__name__
 
 
@@ -106,7 +106,7 @@ def test_encoding_keeps_unicode_and_big_integers_exact() -> None:
     event = Event(event_type="t.exact", data={"name": "Zoë ✓", "big": 2**70, "neg": -(2**65)})
     new = encode(event)
     assert "Zoë ✓" in new.data  # written as text, not \\u escapes
-    again = decode(StoredEvent(1, *new, published_ms=0))
+    again = decode(new.stored(1, 0))
     assert again.payload() == {"name": "Zoë ✓", "big": 2**70, "neg": -(2**65)}
 
 

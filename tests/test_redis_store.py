@@ -27,7 +27,6 @@ from eventkit.stores.base import (
     DeliveryRecord,
     DeliveryStatus,
     NewEvent,
-    StoredEvent,
     TrimResult,
 )
 from eventkit.stores.redis import RedisEventStore
@@ -388,7 +387,7 @@ async def test_append_writes_entries_the_python_reader_reads_back(redis_url: str
             entry_id = to_entry_id(position)
             fields = await raw.entry(entry_id)
             assert fields[::2] == list(ENTRY_FIELDS)  # the layout stored() reads by position
-            want = StoredEvent(position, *event, published_ms=position >> SEQ_BITS)
+            want = event.stored(position, position >> SEQ_BITS)
             assert stored(entry_id, fields) == want  # as a script returns it
             as_dict = dict(zip(fields[::2], fields[1::2], strict=True))
             assert stored(entry_id, as_dict) == want  # as XRANGE returns it

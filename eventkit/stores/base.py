@@ -27,6 +27,7 @@ from eventkit.records import (
     DeadLetter,
     DeliveryRecord,
     DeliveryStatus,
+    GroupReset,
     GroupStats,
     NewEvent,
     Stats,
@@ -34,9 +35,10 @@ from eventkit.records import (
     StoreStats,
     TrimResult,
 )
+from eventkit.stores.lookup import PayloadValue
 
 __all__ = [  # the records are re-exported: stores and tests name them from here
-    "Claim", "DeadLetter", "DeliveryRecord", "DeliveryStatus", "EventStore", "GroupStart",
+    "Claim", "DeadLetter", "DeliveryRecord", "DeliveryStatus", "EventStore", "GroupReset", "GroupStart",
     "EXPIRED_LEASE_ERROR", "GroupStats", "NewEvent", "Stats", "StoreStats", "StoredEvent", "TrimResult", "WILDCARD",
     "check_limit", "claim_cancel_safe", "stats_with_store_block", "error_boundary", "matches", "now_ms",
 ]  # fmt: skip
@@ -101,6 +103,21 @@ class EventStore(Protocol):
     async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
         """The stored events with these ids, in publish order (missing ids are left out)."""
 
+    async def correlated(self, correlation_id: str) -> list[StoredEvent]:
+        """The events of one story in publish order: those whose correlation_id is this one, and
+        the event with this id if its correlation_id is None (a first event, or one stored
+        before correlation existed: records.correlation_of)."""
+
+    async def find(
+        self, field_path: str, value: PayloadValue, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """Events in publish order whose payload field (dotted path, e.g. "metadata.width")
+        equals `value` as JSON sees it (lookup.payload_matches); ConfigError for a bad path."""
+
+    async def index_payload_field(self, field_path: str) -> str | None:
+        """Make find() on this field use an index, where the backend has them (SQLite: an
+        expression index, returned by name); None where find() always scans (memory, Redis)."""
+
     # -- consumer groups ----------------------------------------------------------------------
 
     async def ensure_group(
@@ -115,6 +132,24 @@ class EventStore(Protocol):
 
     async def groups(self) -> list[str]:
         """Names of all groups, sorted."""
+
+    async def reset_group(
+        self, group: str, to: GroupStart, *, force: bool = False, dry_run: bool = False
+    ) -> GroupReset:
+        """Move the group's position, atomically: it reads next the events after the last one
+        (publish order) before `to` ("earliest": all retained; "latest": none of the log; a
+        timestamp: from the first event stamped at or after it, as a new group's start), each
+        delivered as a first delivery (attempts 1). Refused with GroupBusyError while a member
+        holds an unexpired lease, unless `force`, which releases the leases (their late acks do
+        not count). Every in-flight and retrying delivery is dropped; delivery records after the
+        position go (those up to it stay); its types, members, DLQ and counters are kept.
+        dry_run: what would happen, changing nothing (GroupBusyError as for a real reset).
+        GroupNotFoundError for a group the store does not hold."""
+
+    async def delete_group(self, group: str) -> bool:
+        """Remove the group with its types, members, deliveries, DLQ and counters; its name can
+        be used again for a new group. False if there was no such group. Its members' claims,
+        acks and heartbeats fail from then on with GroupNotFoundError."""
 
     async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
         """Record a member of the group as live for ttl_ms from now (stats count live members);

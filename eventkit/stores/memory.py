@@ -11,13 +11,14 @@ import itertools
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 
-from eventkit.errors import GroupNotFoundError
+from eventkit.errors import GroupBusyError, GroupNotFoundError
 from eventkit.stores.base import (
     EXPIRED_LEASE_ERROR,
     Claim,
     DeadLetter,
     DeliveryRecord,
     DeliveryStatus,
+    GroupReset,
     GroupStart,
     GroupStats,
     NewEvent,
@@ -28,6 +29,13 @@ from eventkit.stores.base import (
     matches,
     now_ms,
     stats_with_store_block,
+)
+from eventkit.stores.lookup import (
+    PayloadValue,
+    check_value,
+    field_parts,
+    in_story,
+    payload_matches,
 )
 from eventkit.stores.memory_group import ConsumerGroup
 
@@ -60,15 +68,19 @@ class MemoryEventStore:
 
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
         published = now_ms()
+        log, by_id, position = self._log, self._by_id, self._next_position  # locals: per event
         positions = []
         for new in events:
-            stored = self._by_id.get(new.event_id)
-            if stored is None:
-                stored = StoredEvent(self._next_position, *new, published)
-                self._by_id[new.event_id] = stored
-                self._log.append(stored)
-                self._next_position += 1
+            event_id, event_type, version, source, timestamp_ms, data, correlation, cause = new
+            stored = by_id.get(event_id)
+            if stored is None:  # a repeated id keeps its first position
+                stored = StoredEvent(position, event_id, event_type, version, source, timestamp_ms,
+                                     data, published, correlation, cause)  # fmt: skip
+                by_id[event_id] = stored
+                log.append(stored)
+                position += 1
             positions.append(stored.position)
+        self._next_position = position
         return positions
 
     async def read(
@@ -106,6 +118,23 @@ class MemoryEventStore:
         found = [self._by_id[i] for i in set(event_ids) if i in self._by_id]
         return sorted(found, key=lambda stored: stored.position)
 
+    async def correlated(self, correlation_id: str) -> list[StoredEvent]:
+        """A scan of the log."""
+        return [stored for stored in self._log if in_story(stored, correlation_id)]
+
+    async def find(
+        self, field_path: str, value: PayloadValue, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """A scan of the log, parsing each payload."""
+        parts, value = field_parts(field_path), check_value(value)
+        check_limit(limit)
+        found = (stored for stored in self._log if payload_matches(stored.data, parts, value))
+        return list(itertools.islice(found, limit))
+
+    async def index_payload_field(self, field_path: str) -> str | None:
+        field_parts(field_path)  # a bad path fails here as on every backend
+        return None
+
     # -- consumer groups ----------------------------------------------------------------------
 
     async def ensure_group(
@@ -115,18 +144,35 @@ class MemoryEventStore:
         if existing is not None:
             existing.event_types.update(event_types)
             return
+        self._groups[group] = ConsumerGroup(group, set(event_types), self._start_index(start))
+
+    def _start_index(self, start: GroupStart) -> int:
+        """Index in the log of the first event a group starting at `start` reads."""
         if start == "earliest":
-            cursor = 0
-        elif start == "latest":
-            cursor = len(self._log)
-        else:
-            cursor = next(
-                (i for i, e in enumerate(self._log) if e.timestamp_ms >= start), len(self._log)
-            )
-        self._groups[group] = ConsumerGroup(group, set(event_types), cursor)
+            return 0
+        if start == "latest":
+            return len(self._log)
+        return next((i for i, e in enumerate(self._log) if e.timestamp_ms >= start), len(self._log))
 
     async def groups(self) -> list[str]:
         return sorted(self._groups)
+
+    async def reset_group(
+        self, group: str, to: GroupStart, *, force: bool = False, dry_run: bool = False
+    ) -> GroupReset:
+        state = self._group(group)
+        in_flight, retrying, leased = state.unsettled_counts(now_ms())
+        if leased and not force:
+            raise GroupBusyError(group, leased)
+        cursor = self._start_index(to)
+        position = self._log[cursor - 1].position if cursor else 0
+        result = GroupReset(group, position, self._unread(state, cursor), in_flight, retrying)
+        if not dry_run:
+            state.reset(cursor, position)
+        return result
+
+    async def delete_group(self, group: str) -> bool:
+        return self._groups.pop(group, None) is not None
 
     async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
         self._group(group).consumers[consumer] = now_ms() + ttl_ms
@@ -149,23 +195,10 @@ class MemoryEventStore:
                 delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
             claims.append(state.lease(delivery, consumer, now, lease_ms, token))
         # then unread events after the group's cursor, in publish order
-        unread = self._take_unread(state, limit - len(claims))
-        claims += state.lease_unread(unread, consumer, now, lease_ms, token)
+        claims += state.lease_unread(self._log, limit - len(claims), consumer, now, lease_ms, token)
         # one due entry for the batch: its leases expire together
         state.schedule(now + lease_ms + 1, tuple(claim.event.position for claim in claims))
         return claims
-
-    def _take_unread(self, state: ConsumerGroup, wanted: int) -> list[StoredEvent]:
-        """Up to `wanted` events of the group's filter after its cursor; moves the cursor past
-        them (and past the other groups' events on the way)."""
-        every_type, types = state.takes_every_type, state.event_types
-        taken: list[StoredEvent] = []
-        while len(taken) < wanted and state.cursor < len(self._log):
-            stored = self._log[state.cursor]
-            state.cursor += 1
-            if every_type or stored.event_type in types:
-                taken.append(stored)
-        return taken
 
     async def ack(self, claims: Sequence[Claim]) -> int:
         return self._settle_each(claims, ConsumerGroup.ack)
@@ -215,13 +248,13 @@ class MemoryEventStore:
         types = state.event_types
         return any(e.event_type in types for e in itertools.islice(self._log, state.cursor, None))
 
-    def _unread(self, state: ConsumerGroup) -> int:
+    def _unread(self, state: ConsumerGroup, cursor: int | None = None) -> int:
+        """Events of the group's types from log index `cursor` on (None: the group's cursor)."""
+        start = state.cursor if cursor is None else cursor
         if state.takes_every_type:
-            return len(self._log) - state.cursor
+            return len(self._log) - start
         types = state.event_types
-        return sum(
-            1 for e in itertools.islice(self._log, state.cursor, None) if e.event_type in types
-        )
+        return sum(1 for e in itertools.islice(self._log, start, None) if e.event_type in types)
 
     # -- dead-letter queue --------------------------------------------------------------------
 
@@ -284,11 +317,13 @@ class MemoryEventStore:
         if state is None:
             return []
         positions = sorted(
-            p for p in state.deliveries if after_position is None or p > after_position
+            p
+            for p in state.deliveries.keys() | state.acked_rows.keys()
+            if after_position is None or p > after_position
         )
         if limit is not None:
             positions = positions[:limit]
-        return [state.deliveries[p].record(group) for p in positions]
+        return [state.record(p) for p in positions]
 
     async def stats(self) -> Stats:
         now = now_ms()
@@ -343,7 +378,7 @@ class MemoryEventStore:
         for state in self._groups.values():
             state.cursor -= sum(1 for e in old_log[: state.cursor] if e.position in positions)
             for position in positions:
-                state.deliveries.pop(position, None)
+                state.forget(position)
 
     def _group(self, group: str) -> ConsumerGroup:
         state = self._groups.get(group)

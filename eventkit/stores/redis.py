@@ -24,12 +24,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from eventkit.config import check_redis_url, redact_url
-from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
+from eventkit.errors import GroupBusyError, GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.stores.base import (
     EXPIRED_LEASE_ERROR,
     Claim,
     DeadLetter,
     DeliveryRecord,
+    GroupReset,
     GroupStart,
     GroupStats,
     NewEvent,
@@ -42,6 +43,13 @@ from eventkit.stores.base import (
     matches,
     now_ms,
     stats_with_store_block,
+)
+from eventkit.stores.lookup import (
+    PayloadValue,
+    check_value,
+    field_parts,
+    in_story,
+    payload_matches,
 )
 from eventkit.stores.redis_client import MAX_BLOCK_MS, Client, connect, pipelined, translate
 from eventkit.stores.redis_keys import Keys, LegacyLayout, move_legacy_layout
@@ -161,6 +169,24 @@ class RedisEventStore:
         after_position: int | None = None,
         limit: int | None = None,
     ) -> list[StoredEvent]:
+        return await self._scan(
+            lambda event: (
+                matches(event.event_type, event_types)
+                and (start_ms is None or event.timestamp_ms >= start_ms)
+                and (end_ms is None or event.timestamp_ms < end_ms)
+                and (source is None or event.source == source)
+            ),
+            after_position,
+            limit,
+        )
+
+    async def _scan(
+        self,
+        wanted: Callable[[StoredEvent], bool],
+        after_position: int | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """The stream's entries in order, a page of XRANGE at a time, kept where `wanted`."""
         check_limit(limit)
         found: list[StoredEvent] = []
         cursor = "-" if after_position is None else "(" + to_entry_id(after_position)
@@ -170,12 +196,7 @@ class RedisEventStore:
             )
             for entry_id, fields in page:
                 event = stored(entry_id, fields)
-                if (
-                    matches(event.event_type, event_types)
-                    and (start_ms is None or event.timestamp_ms >= start_ms)
-                    and (end_ms is None or event.timestamp_ms < end_ms)
-                    and (source is None or event.source == source)
-                ):
+                if wanted(event):
                     found.append(event)
                     if limit is not None and len(found) >= limit:
                         break
@@ -183,6 +204,23 @@ class RedisEventStore:
                 break
             cursor = "(" + page[-1][0]
         return found
+
+    async def correlated(self, correlation_id: str) -> list[StoredEvent]:
+        """A scan of the stream (XRANGE pages): Redis has no secondary index to ask."""
+        return await self._scan(lambda event: in_story(event, correlation_id))
+
+    async def find(
+        self, field_path: str, value: PayloadValue, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """A scan of the stream (XRANGE pages), parsing each payload: Redis has no JSON index."""
+        parts, value = field_parts(field_path), check_value(value)
+        return await self._scan(
+            lambda event: payload_matches(event.data, parts, value), None, limit
+        )
+
+    async def index_payload_field(self, field_path: str) -> str | None:
+        field_parts(field_path)  # a bad path fails here as on every backend
+        return None
 
     async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
         unique = list(dict.fromkeys(event_ids))
@@ -200,16 +238,41 @@ class RedisEventStore:
     async def ensure_group(
         self, group: str, event_types: Sequence[str], start: GroupStart = "earliest"
     ) -> None:
-        if start == "earliest" or start == "latest":
-            mode, at_ms = ("0" if start == "earliest" else "$"), 0
-        else:
-            mode, at_ms = "ts", int(start)
         keys = [self._keys.events, self._keys.groups, self._keys.group(group).types]
-        await self._run(self._scripts.ensure_group, keys, [group, mode, at_ms, *event_types])
+        args = [group, *_start_args(start), *event_types]
+        await self._run(self._scripts.ensure_group, keys, args)
         self._known.setdefault(group, set()).update(event_types)
 
     async def groups(self) -> list[str]:
         return sorted(cast(set[str], await self._redis.smembers(self._keys.groups)))
+
+    async def reset_group(
+        self, group: str, to: GroupStart, *, force: bool = False, dry_run: bool = False
+    ) -> GroupReset:
+        """One script (redis_lua/reset_group.lua): XGROUP SETID, with the PEL, the deadlines and
+        the records after the new position cleared."""
+        g = self._keys.group(group)
+        keys = [self._keys.events, self._keys.groups, g.records, g.due, g.types]
+        args = [group, *_start_args(to), int(force), int(dry_run)]
+        try:
+            result = await self._run(self._scripts.reset_group, keys, args)
+        except ResponseError as e:
+            if str(e).startswith("NOGROUP"):
+                raise GroupNotFoundError(group) from e
+            raise
+        if result[0] == "busy":
+            raise GroupBusyError(group, int(result[1]))
+        at, unread, in_flight, retrying = result
+        return GroupReset(group, to_position(at), int(unread), int(in_flight), int(retrying))
+
+    async def delete_group(self, group: str) -> bool:
+        """XGROUP DESTROY and the group's keys, in one script (redis_lua/delete_group.lua)."""
+        keys = [self._keys.events, self._keys.groups, self._keys.meta]
+        existed = await self._run(
+            self._scripts.delete_group, [*keys, *self._keys.group(group).all()], [group]
+        )
+        self._known.pop(group, None)
+        return bool(existed)
 
     async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
         if not await self._redis.sismember(self._keys.groups, group):
@@ -258,6 +321,9 @@ class RedisEventStore:
             last_id, next_due_ms, token, rows = await self._run(self._scripts.claim, keys, args)
         except ResponseError as e:
             if not str(e).startswith("NOGROUP") or group not in self._known:
+                raise GroupNotFoundError(group) from e
+            if await self._redis.hexists(self._keys.meta, f"deleted:{group}"):
+                del self._known[group]  # deleted on purpose (delete_group): not made again
                 raise GroupNotFoundError(group) from e
             logger.warning(
                 "group %r vanished (Redis restarted without its data); recreating", group
@@ -439,3 +505,10 @@ class RedisEventStore:
         if self._client is None:
             raise StoreUnavailableError(f"{self!r} is not open: await bus.initialize() (or store.open()) first")
         return await script(keys=keys, args=args)
+
+
+def _start_args(start: GroupStart) -> tuple[str, int]:
+    """A group start as the scripts take it: mode ("0" earliest, "$" latest, "ts") and ms."""
+    if start == "earliest" or start == "latest":
+        return ("0" if start == "earliest" else "$"), 0
+    return "ts", int(start)

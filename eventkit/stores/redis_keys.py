@@ -25,7 +25,8 @@ class Keys:
         self.events = f"{self.prefix}:events"  # stream: the log (redis_records.ENTRY_FIELDS)
         self.ids = f"{self.prefix}:ids"  # hash event_id -> entry id (idempotent append)
         self.groups = f"{self.prefix}:groups"  # set of group names
-        self.meta = f"{self.prefix}:meta"  # hash: leases (token counter), kept_unacked
+        # hash: leases (token counter), kept_unacked, deleted:<group> (a group deleted on purpose)
+        self.meta = f"{self.prefix}:meta"
 
     def group(self, group: str) -> GroupKeys:
         return GroupKeys(f"{self.prefix}:group:{group}")

@@ -18,8 +18,10 @@ from eventkit.stores.base import DeadLetter, DeliveryRecord, DeliveryStatus, New
 #: million entries in one millisecond), and below 2**63 until the year 2248
 SEQ_BITS = 20
 
-#: a stream entry's field names, in the order append writes them (lib.lua FIELDS)
-ENTRY_FIELDS = ("event_id", "event_type", "version", "source", "timestamp_ms", "data")
+#: a stream entry's field names, in the order append writes them (lib.lua FIELDS); entries
+#: written before correlation existed lack the last two (read as None: codec takes the event_id)
+ENTRY_FIELDS = ("event_id", "event_type", "version", "source", "timestamp_ms", "data",
+                "correlation_id", "causation_id")  # fmt: skip
 _ENTRY_NAMES = list(ENTRY_FIELDS)  # a script replies with a list: compared as one
 _entry_values = attrgetter(*ENTRY_FIELDS)
 
@@ -34,10 +36,13 @@ def to_entry_id(position: int) -> str:
 
 
 def entry_values(events: Sequence[NewEvent]) -> list[str | int]:
-    """The append script's arguments: each event's values in ENTRY_FIELDS order."""
+    """The append script's arguments: each event's values in ENTRY_FIELDS order (no causation,
+    or no correlation in an imported record: "", read back as None)."""
     values: list[str | int] = []
     for event in events:
-        values += _entry_values(event)
+        *envelope, correlation_id, causation_id = _entry_values(event)
+        values += envelope
+        values += (correlation_id or "", causation_id or "")
     return values
 
 
@@ -52,11 +57,11 @@ def stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEvent
     position = (int(ms) << SEQ_BITS) | int(seq)
     if type(fields) is list and fields[::2] == _ENTRY_NAMES:
         # as append wrote it (every delivery passes here): read by position, in ENTRY_FIELDS order
-        event_id, event_type, version, source, timestamp_ms, data = fields[1::2]
+        event_id, event_type, version, source, timestamp_ms, data, correlation, cause = fields[1::2]
         try:
             return StoredEvent(
                 position, event_id, event_type, int(version), source, int(timestamp_ms), data,
-                int(ms),
+                int(ms), correlation or None, cause or None,
             )  # fmt: skip
         except ValueError:
             pass  # a number field that is not one: kept as text below
@@ -64,6 +69,7 @@ def stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEvent
     values: Any = (
         position, f.get("event_id") or entry_id, f.get("event_type"), _number(f.get("version")),
         f.get("source"), _number(f.get("timestamp_ms")), f.get("data"), int(ms),
+        f.get("correlation_id") or None, f.get("causation_id") or None,
     )  # fmt: skip
     return StoredEvent(*values)
 

@@ -32,6 +32,8 @@ class Scripts:
     unread: AsyncScript
     trim: AsyncScript
     move_layout: AsyncScript
+    reset_group: AsyncScript
+    delete_group: AsyncScript
 
     @classmethod
     def register(cls, client: Any) -> Scripts:

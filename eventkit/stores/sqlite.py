@@ -5,7 +5,7 @@ commit order for every process (never wall-clock text). One writer connection pe
 asyncio.Lock runs one statement or transaction at a time; every write is atomic across processes
 (a single statement, or BEGIN IMMEDIATE). A reader connection serves queries and the idle probe.
 Each aiosqlite call is a thread round trip (0.2-0.6 ms on a busy VM), so hot paths are single
-statements, and appends have their own connection and path (sqlite_file.py): a claim of new events is one INSERT ... SELECT whose trigger moves the group's cursor,
+statements, and appends have their own connection and path (sqlite_append.py): a claim of new events is one INSERT ... SELECT whose trigger moves the group's cursor,
 an ack of a batch is one UPDATE. A DLQ replay of an event trimmed from the
 log meanwhile keeps the DLQ's copy in REVIVED, for that group only: the log is never rewritten.
 """
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
+from eventkit.errors import GroupBusyError, GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.stores.base import (
     EXPIRED_LEASE_ERROR,
     WILDCARD,
@@ -28,6 +28,7 @@ from eventkit.stores.base import (
     DeadLetter,
     DeliveryRecord,
     DeliveryStatus,
+    GroupReset,
     GroupStart,
     GroupStats,
     NewEvent,
@@ -40,17 +41,22 @@ from eventkit.stores.base import (
     now_ms,
     stats_with_store_block,
 )
+from eventkit.stores.lookup import PayloadValue
 from eventkit.stores.sqlite_file import SQLiteFile
 from eventkit.stores.sqlite_sql import (
     CONSUMERS,
+    CORRELATED,
     COUNT_DUE,
     DEAD_LETTER_COLUMNS,
     DEAD_LETTERS,
+    DEAD_LETTERS_BEFORE_CORRELATION,
     DEAD_LETTERS_BEFORE_REPLAYS,
+    DELETE_GROUP,
     DELIVERIES,
     DELIVERY_COLUMNS,
     DUE,
     EVENT_COLUMNS,
+    EVENT_COLUMNS_BEFORE_CORRELATION,
     EVENTS,
     FORGET_SETTLED_REVIVED,
     GROUP_STATS,
@@ -67,15 +73,21 @@ from eventkit.stores.sqlite_sql import (
     PROBE,
     PROTECTED,
     REDELIVER,
+    RESET_GROUP,
+    RESET_POSITION,
     REVIVE,
     SKIP_TO,
     START_CURSOR,
     STORE_TOTALS,
     UNREAD,
+    UNREAD_AFTER,
+    UNSETTLED_COUNTS,
     dlq_where,
     held_params,
     lease_unread_sql,
     limited,
+    payload_expression,
+    payload_test,
     types_json,
     where,
 )
@@ -133,10 +145,11 @@ class SQLiteEventStore:
     # -- the log ------------------------------------------------------------------------------
 
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
-        """One transaction; see SQLiteFile.append (on the loop when safe, else group commit)."""
+        """One transaction; see Appender.append (on the loop when safe, else group commit)."""
         published = now_ms()
         return await self._file.append([
-            (e.event_id, e.event_type, e.version, e.source, e.timestamp_ms, e.data, published)
+            (e.event_id, e.event_type, e.version, e.source, e.timestamp_ms, e.data, published,
+             e.correlation_id, e.causation_id)
             for e in events
         ])  # fmt: skip
 
@@ -155,15 +168,51 @@ class SQLiteEventStore:
             ("timestamp_ms < ?", end_ms), ("source = ?", source), ("position > ?", after_position),
         )  # fmt: skip
         sql, params = limited(
-            f"SELECT {EVENT_COLUMNS} FROM {EVENTS} WHERE {condition}", params, limit
+            f"SELECT {self._event_columns} FROM {EVENTS} WHERE {condition}", params, limit
         )
         return list(map(StoredEvent._make, await self._file.query(sql, params)))
 
+    @property
+    def _event_columns(self) -> str:
+        # correlation exists from schema step 5 on (a read-only store may be older)
+        return EVENT_COLUMNS if self._file.schema >= 5 else EVENT_COLUMNS_BEFORE_CORRELATION
+
     async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
-        sql = f"SELECT {EVENT_COLUMNS} FROM {EVENTS} WHERE event_id {IN_JSON} ORDER BY position"
+        sql = (
+            f"SELECT {self._event_columns} FROM {EVENTS} WHERE event_id {IN_JSON} ORDER BY position"
+        )
         return [
             StoredEvent(*row) for row in await self._file.query(sql, (json.dumps(list(event_ids)),))
         ]
+
+    async def correlated(self, correlation_id: str) -> list[StoredEvent]:
+        """By index: events_by_correlation, and the event_id key for the story's first event
+        (which stores no correlation_id)."""
+        if self._file.schema >= 5:
+            sql = CORRELATED.format(columns=EVENT_COLUMNS)
+        else:  # every event is its own story
+            sql = f"SELECT {EVENT_COLUMNS_BEFORE_CORRELATION} FROM {EVENTS} WHERE event_id = :id"
+        return list(map(StoredEvent._make, await self._file.query(sql, {"id": correlation_id})))
+
+    async def find(
+        self, field_path: str, value: PayloadValue, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """JSON1 on the payload: a scan of the log, or an index seek once index_payload_field
+        made one for this field (the expression is the same text)."""
+        test, params = payload_test(field_path, value)
+        sql, params = limited(
+            f"SELECT {self._event_columns} FROM {EVENTS} WHERE {test}", params, limit
+        )
+        return list(map(StoredEvent._make, await self._file.query(sql, params)))
+
+    async def index_payload_field(self, field_path: str) -> str:
+        """An expression index on one payload field, so find() on it seeks instead of scanning;
+        idempotent. Returns the index's name. Each index costs every publish a little."""
+        expression = payload_expression(field_path)  # ConfigError for a path that is not one
+        name = f"events_by_data_{field_path.replace('.', '__')}"
+        sql = f"CREATE INDEX IF NOT EXISTS {name} ON {EVENTS} ({expression})"
+        await self._file.write_one(sql)
+        return name
 
     # -- consumer groups ----------------------------------------------------------------------
 
@@ -190,6 +239,35 @@ class SQLiteEventStore:
             name for (name,) in await self._file.query(f"SELECT name FROM {GROUPS} ORDER BY name")
         ]
 
+    async def reset_group(
+        self, group: str, to: GroupStart, *, force: bool = False, dry_run: bool = False
+    ) -> GroupReset:
+        """One transaction: the checks, the counts and the move see the same state."""
+        async with self._file.transaction() as db:
+            params: dict[str, object] = {"group": group, "now": now_ms()}
+            if not await db.execute_fetchall(f"SELECT 1 FROM {GROUPS} WHERE name = :group", params):
+                raise GroupNotFoundError(group)
+            [(in_flight, leased, retrying)] = await db.execute_fetchall(UNSETTLED_COUNTS, params)
+            if leased and not force:
+                raise GroupBusyError(group, leased)
+            cursor = 0
+            if to != "earliest":
+                at = None if to == "latest" else int(to)
+                [(cursor,)] = await db.execute_fetchall(RESET_POSITION, {"at": at})
+            params["cursor"] = cursor
+            [(unread,)] = await db.execute_fetchall(UNREAD_AFTER, params)
+            if not dry_run:
+                for sql in RESET_GROUP:
+                    await db.execute(sql, params)
+                await db.execute(FORGET_SETTLED_REVIVED)
+        return GroupReset(group, cursor, unread, in_flight, retrying)
+
+    async def delete_group(self, group: str) -> bool:
+        async with self._file.transaction() as db:
+            for sql in DELETE_GROUP:
+                found = list(await db.execute_fetchall(sql, {"group": group}))
+        return bool(found)
+
     async def register_consumer(self, group: str, consumer: str, *, ttl_ms: int = 60_000) -> None:
         # one statement (a heartbeat every half lease): no row when the group does not exist
         sql = f"""INSERT INTO {CONSUMERS} (group_name, consumer, expires_ms) SELECT ?, ?, ?
@@ -215,7 +293,7 @@ class SQLiteEventStore:
         probe = await self._file.query(PROBE, {"group": group, "now": now_ms()})
         if not probe:
             raise GroupNotFoundError(group)
-        [(types, due, unread, newest)] = probe
+        [(types, due, unread, newest, seen)] = probe
         if limit == 0 or not (due or unread):
             return []
         prefix = secrets.token_hex(8)  # tokens "<random>-<position>": one random draw per batch
@@ -241,8 +319,9 @@ class SQLiteEventStore:
                 ]
             if len(leased) < wanted and newest is not None and newest > max(leased, default=0):
                 # caught up, with events of other types after the last one leased: skip them
+                seen = max([seen, *leased])  # where this claim read from
                 await self._file.write_one(
-                    SKIP_TO, {"group": group, "types": types, "newest": newest}
+                    SKIP_TO, {"group": group, "types": types, "newest": newest, "seen": seen}
                 )
         return claims
 
@@ -307,10 +386,10 @@ class SQLiteEventStore:
                     last_error = ? WHERE {HELD} RETURNING attempts, replays""", (error, *held_params(claim, now))))  # fmt: skip
             if held:
                 await db.execute(
-                    f"INSERT OR REPLACE INTO {DEAD_LETTERS} ({DEAD_LETTER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                    f"INSERT OR REPLACE INTO {DEAD_LETTERS} ({DEAD_LETTER_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                     (e.position, e.event_id, e.event_type, e.version, e.source, e.timestamp_ms,
-                     e.data, e.published_ms, claim.consumer_group, claim.consumer_name, held[0][0],
-                     now, error, traceback, held[0][1]),
+                     e.data, e.published_ms, e.correlation_id, e.causation_id, claim.consumer_group,
+                     claim.consumer_name, held[0][0], now, error, traceback, held[0][1]),
                 )  # fmt: skip
         return bool(held)
 
@@ -329,11 +408,13 @@ class SQLiteEventStore:
     ) -> list[DeadLetter]:
         condition, params = dlq_where(consumer_group, event_ids)
         # replays exist from schema step 4 on (a read-only store may be older)
-        columns = DEAD_LETTER_COLUMNS if self._file.schema >= 4 else DEAD_LETTERS_BEFORE_REPLAYS
+        columns = DEAD_LETTER_COLUMNS if self._file.schema >= 5 else DEAD_LETTERS_BEFORE_CORRELATION
+        if self._file.schema < 4:
+            columns = DEAD_LETTERS_BEFORE_REPLAYS
         sql = f"""SELECT {columns} FROM {DEAD_LETTERS} WHERE {condition}
                   ORDER BY failed_ms, position, group_name"""
         return [
-            DeadLetter(StoredEvent(*r[:8]), *r[8:]) for r in await self._file.query(sql, params)
+            DeadLetter(StoredEvent(*r[:10]), *r[10:]) for r in await self._file.query(sql, params)
         ]
 
     async def count_dead_letters(self, consumer_group: str) -> int:
@@ -352,13 +433,14 @@ class SQLiteEventStore:
         async with self._file.transaction() as db:
             letters = list(await db.execute_fetchall(
                 f"DELETE FROM {DEAD_LETTERS} WHERE {condition} RETURNING {EVENT_COLUMNS}, consumer, replays", params))  # fmt: skip
-            # due at once with attempts reset, for this group only
+            # due at once with attempts reset, for this group only (row: EVENT_COLUMNS, then
+            # consumer at 10 and replays at 11)
             await db.executemany(
                 REDELIVER,
-                [(consumer_group, *row[:3], row[7], row[8], now, row[9] + 1) for row in letters],
+                [(consumer_group, *row[:3], row[7], row[10], now, row[11] + 1) for row in letters],
             )
             # trimmed from the log meanwhile: the DLQ copy becomes this group's copy
-            await db.executemany(REVIVE, [(*row[:8], consumer_group, row[0]) for row in letters])
+            await db.executemany(REVIVE, [(*row[:10], consumer_group, row[0]) for row in letters])
         return len(letters)
 
     async def discard_dead_letters(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventkit.stores.base import WILDCARD, Claim, check_limit
+from eventkit.stores.lookup import PayloadValue, check_value, field_parts
 
 EVENTS = "events"
 GROUPS = "consumer_groups"
@@ -20,7 +21,12 @@ DEAD_LETTERS = "dead_letters"
 REVIVED = "revived_events"
 META = "meta"
 
-EVENT_COLUMNS = "position, event_id, event_type, version, source, timestamp_ms, data, published_ms"
+EVENT_COLUMNS = """position, event_id, event_type, version, source, timestamp_ms, data,
+    published_ms, correlation_id, causation_id"""
+#: the same from a store older than schema step 5 (no correlation yet: codec reads the event's id)
+EVENT_COLUMNS_BEFORE_CORRELATION = EVENT_COLUMNS.replace(
+    "correlation_id, causation_id", "NULL, NULL"
+)
 #: a copy of an event (DLQ, REVIVED), the first columns of its table
 EVENT_COPY = """position INTEGER NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
     version INTEGER NOT NULL, source TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
@@ -79,6 +85,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         f"ALTER TABLE {DELIVERIES} ADD COLUMN replays INTEGER NOT NULL DEFAULT 0",
         f"ALTER TABLE {DEAD_LETTERS} ADD COLUMN replays INTEGER NOT NULL DEFAULT 0",
     ]),
+    # correlation and causation in the envelope (and in the copies of events); NULL in the rows
+    # of older steps and in a story's first event, read as "its own story" (correlation_of);
+    # stories found by index: a partial one, so publishing first events adds no entry to it
+    (5, [
+        *(f"ALTER TABLE {table} ADD COLUMN {column} TEXT"
+          for table in (EVENTS, DEAD_LETTERS, REVIVED) for column in ("correlation_id", "causation_id")),
+        f"""CREATE INDEX events_by_correlation ON {EVENTS} (correlation_id)
+            WHERE correlation_id IS NOT NULL""",
+    ]),
 ]  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -105,11 +120,13 @@ HELD_ANY = """FROM (SELECT value ->> 0 AS g, value ->> 1 AS p, value ->> 2 AS t 
 IN_JSON = "IN (SELECT value FROM json_each(?))"
 
 PROBE = f"""SELECT {FILTER}, EXISTS (SELECT 1 FROM {DELIVERIES} WHERE group_name = :group
-  AND deadline_ms <= :now), {UNREAD}, (SELECT MAX(position) FROM {EVENTS})
+  AND deadline_ms <= :now), {UNREAD}, (SELECT MAX(position) FROM {EVENTS}), g.cursor
   FROM {GROUPS} g WHERE g.name = :group"""
 DUE = f"""SELECT d.position, d.event_id, d.event_type, COALESCE(e.version, r.version),
     COALESCE(e.source, r.source), COALESCE(e.timestamp_ms, r.timestamp_ms),
-    COALESCE(e.data, r.data), d.published_ms, d.attempts, d.status, d.consumer, d.last_error
+    COALESCE(e.data, r.data), d.published_ms, IIF(e.position IS NULL, r.correlation_id,
+    e.correlation_id), IIF(e.position IS NULL, r.causation_id, e.causation_id),
+    d.attempts, d.status, d.consumer, d.last_error
   FROM {DELIVERIES} d INDEXED BY deliveries_unsettled  -- the PK would walk every delivery
   LEFT JOIN {EVENTS} e ON e.position = d.position
   LEFT JOIN {REVIVED} r ON r.group_name = d.group_name AND r.position = d.position
@@ -129,10 +146,12 @@ LEASED_EVENTS = f"""SELECT {EVENT_COLUMNS} FROM {EVENTS}
   WHERE position IN (SELECT value FROM json_each(?)) ORDER BY position"""
 #: after a short batch leased every unread event up to :newest (the last position the probe saw,
 #: so nothing published since is skipped): later scans start there, unless the filter changed
+#: or the cursor went back below :seen (where this claim read from) by a group reset meanwhile
 SKIP_TO = f"""UPDATE {GROUPS} SET cursor = MAX(cursor, :newest)
-  WHERE name = :group AND {FILTER} = :types"""
+  WHERE name = :group AND {FILTER} = :types AND cursor >= :seen"""
 INSERT_EVENT = f"""INSERT INTO {EVENTS} (event_id, event_type, version, source, timestamp_ms, data,
-  published_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"""
+  published_ms, correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (event_id) DO NOTHING"""
 #: the position of an event_id stored before (a publish tried again keeps its first position)
 POSITION_OF = f"SELECT position FROM {EVENTS} WHERE event_id = ?"
 SEQUENCE = f"SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{EVENTS}'), 0)"
@@ -143,8 +162,12 @@ PROTECTED = f"""(e.position IN (SELECT position FROM {DELIVERIES} WHERE deadline
 DEAD_LETTER_COLUMNS = (
     f"{EVENT_COLUMNS}, group_name, consumer, attempts, failed_ms, last_error, traceback, replays"
 )
-#: the same columns from a store older than schema step 4 (no replay count yet: 0)
-DEAD_LETTERS_BEFORE_REPLAYS = DEAD_LETTER_COLUMNS.replace(", replays", ", 0")
+#: the same columns from a store older than schema step 5 (no correlation yet), and step 4 (no
+#: replay count yet: 0)
+DEAD_LETTERS_BEFORE_CORRELATION = DEAD_LETTER_COLUMNS.replace(
+    "correlation_id, causation_id", "NULL, NULL"
+)
+DEAD_LETTERS_BEFORE_REPLAYS = DEAD_LETTERS_BEFORE_CORRELATION.replace(", replays", ", 0")
 
 
 @functools.cache
@@ -180,8 +203,41 @@ REDELIVER = f"""INSERT INTO {DELIVERIES} (group_name, position, event_id, event_
     VALUES (?, ?, ?, ?, ?, ?, 0, 'retrying', ?, 0, ?) ON CONFLICT DO UPDATE
     SET attempts = 0, status = 'retrying', deadline_ms = 0, token = NULL, replays = excluded.replays"""
 #: a replayed dead letter trimmed from the log meanwhile: the DLQ copy becomes its group's copy
-REVIVE = f"""INSERT OR REPLACE INTO {REVIVED} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?
-    WHERE NOT EXISTS (SELECT 1 FROM {EVENTS} WHERE position = ?)"""
+REVIVE = f"""INSERT OR REPLACE INTO {REVIVED} ({EVENT_COLUMNS}, group_name)
+    SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM {EVENTS} WHERE position = ?)"""
+#: the events of one story: those carrying its id, and its first event (which carries none)
+CORRELATED = f"""SELECT {{columns}} FROM {EVENTS} WHERE correlation_id = :id UNION ALL
+    SELECT {{columns}} FROM {EVENTS} WHERE event_id = :id AND correlation_id IS NULL
+    ORDER BY position"""
+#: a group's deliveries in flight, those of them leased now (the lease not expired), and those
+#: awaiting a retry (the partial index holds exactly these)
+UNSETTLED_COUNTS = f"""SELECT COUNT(*) FILTER (WHERE status = 'in_flight'),
+    COUNT(*) FILTER (WHERE status = 'in_flight' AND deadline_ms >= :now),
+    COUNT(*) FILTER (WHERE status = 'retrying')
+    FROM {DELIVERIES} WHERE group_name = :group AND deadline_ms IS NOT NULL"""
+#: where a reset group reads on: after the last event before the first one stamped at or after
+#: :at (NULL, "latest": after the last event); 0 when no event is before it
+RESET_POSITION = f"""SELECT COALESCE((SELECT MAX(position) FROM {EVENTS} WHERE position <
+    COALESCE((SELECT position FROM {EVENTS} WHERE timestamp_ms >= :at ORDER BY position LIMIT 1),
+    {1 << 62})), 0)"""
+#: events of :group's filter after :cursor (LAG at a cursor the group may not have yet)
+UNREAD_AFTER = f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM {GROUP_TYPES}
+    WHERE group_name = :group AND event_type = '*')
+  THEN (SELECT COUNT(*) FROM {EVENTS} WHERE position > :cursor)
+  ELSE (SELECT COUNT(*) FROM {GROUP_TYPES} t JOIN {EVENTS} e ON e.event_type = t.event_type
+    AND e.position > :cursor WHERE t.group_name = :group) END"""
+#: a reset drops every unsettled delivery (ending its lease) and the records after the new cursor
+RESET_GROUP = [
+    f"""DELETE FROM {DELIVERIES} WHERE group_name = :group
+        AND (deadline_ms IS NOT NULL OR position > :cursor)""",
+    f"UPDATE {GROUPS} SET cursor = :cursor WHERE name = :group",
+]
+#: everything of one group; the last statement says whether there was one
+DELETE_GROUP = [
+    *(f"DELETE FROM {table} WHERE group_name = :group"
+      for table in (GROUP_TYPES, CONSUMERS, DELIVERIES, DEAD_LETTERS, REVIVED)),
+    f"DELETE FROM {GROUPS} WHERE name = :group RETURNING 1",
+]  # fmt: skip
 #: a revived copy is needed only while its delivery is unsettled
 FORGET_SETTLED_REVIVED = f"""DELETE FROM {REVIVED} WHERE NOT EXISTS (SELECT 1 FROM {DELIVERIES} d
     WHERE d.group_name = {REVIVED}.group_name AND d.position = {REVIVED}.position
@@ -225,6 +281,27 @@ def limited(sql: str, params: list[Any], limit: int | None) -> tuple[str, list[A
 def types_json(event_types: Sequence[str] | None) -> str | None:
     """A type filter as JSON, or None when it matches every type (as base.matches reads it)."""
     return None if not event_types or WILDCARD in event_types else json.dumps(list(event_types))
+
+
+def payload_expression(field_path: str) -> str:
+    """The JSON1 expression of a payload field: find() and index_payload_field() write the same
+    text, so SQLite uses the index (field_parts admits identifiers only: safe to write in SQL)."""
+    return f"json_extract(data, '$.{'.'.join(field_parts(field_path))}')"
+
+
+#: JSON1 types a value may match: json_extract alone reads true as 1 and an object as its text
+_JSON_TYPES = {str: "('text')", int: "('integer', 'real')", float: "('integer', 'real')",
+               bool: "('true', 'false')"}  # fmt: skip
+
+
+def payload_test(field_path: str, value: PayloadValue) -> tuple[str, list[Any]]:
+    """The condition of find(): the field equals `value` as JSON sees it (lookup.payload_matches)."""
+    value = check_value(value)
+    extract = payload_expression(field_path)
+    json_type = extract.replace("json_extract", "json_type", 1)
+    if value is None:  # a JSON null, not a missing field (json_extract gives NULL for both)
+        return f"{json_type} = 'null'", []
+    return f"{extract} = ? AND {json_type} IN {_JSON_TYPES[type(value)]}", [value]
 
 
 def dlq_where(

@@ -201,7 +201,8 @@ def _redis_xadd(url: str, namespace: str, record: dict[str, Any]) -> None:
     keys = _Keys(namespace)
     client = redis.Redis.from_url(url)
     try:
-        fields = {k: v for k, v in record.items() if v is not MISSING}
+        # an empty correlation or causation id is written as "" (as append.lua writes it)
+        fields = {k: "" if v is None else v for k, v in record.items() if v is not MISSING}
         entry_id = client.xadd(keys.events, fields)
         client.hset(keys.ids, record["event_id"], entry_id)
     finally:

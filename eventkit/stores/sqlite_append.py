@@ -1,0 +1,308 @@
+"""Publishing to one SQLite store file, and the background checkpoints of its WAL.
+
+Publishing has its own plain sqlite3 connection, because an aiosqlite call is a thread round trip
+(0.1-0.3 ms, more on a loaded machine), three times a small commit's own cost:
+- a lone append (no write of this process in progress, a few small rows) runs on the event loop's
+  thread: see _append_on_loop for why that is safe. It uses busy_timeout 0, so a lock held by
+  another process fails at once (nothing written) instead of blocking the loop; the append then
+  takes the next path;
+- every other append joins a queue, and one committer task writes the whole queue in one
+  transaction on the publishing thread (group commit: concurrent publishers share a commit). Its
+  positions come in commit order, as SQLite's write lock hands them out, in every process.
+Both paths return once the transaction has committed (WAL, synchronous=NORMAL, as every write).
+
+Checkpoints are off the hot path: no connection checkpoints on commit (wal_autocheckpoint = 0),
+a PASSIVE checkpoint runs on its own connection and thread after about CHECKPOINT_EVERY small
+commits. They were the main cause of the publish->handler tail (benchmarks/RESULTS.md): a commit
+that crossed the 1,000-page threshold copied the WAL into the file and fsynced it, 5-40 ms inside
+a publish or a claim. The append after a background checkpoint goes through the thread: it
+waits for that checkpoint, copies what was committed meanwhile, and so restarts the WAL (an fsync
+of its header). Under steady appends the background checkpoint alone never catches up, and the WAL
+grew for good (bench_scale.py: 16 GB beside a 2 GB store).
+
+The store's other writes (claims, acks, transactions on its aiosqlite writer) share the asyncio.Lock
+given to Appender, and report their commits to it (committed), so they count towards checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from eventkit.errors import StoreError
+from eventkit.stores.sqlite_sql import INSERT_EVENT, POSITION_OF, SEQUENCE
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: an events row as the store writes it: event_id, type, version, source, timestamp_ms, data,
+#: published_ms, correlation_id, causation_id
+Row = tuple[str, str, int, str, int, str | bytes, int, str | None, str | None]
+
+#: an append written on the event loop's thread may hold at most this many rows and bytes of
+#: data: a commit of a few pages costs ~30-100 µs; a large one goes through the thread
+LOOP_APPEND_MAX_ROWS = 16
+LOOP_APPEND_MAX_BYTES = 64 * 1024
+#: a background checkpoint after this many commits (an append of n rows counts 1 + n // 8):
+#: roughly the 1,000 WAL pages of SQLite's own wal_autocheckpoint
+CHECKPOINT_EVERY = 200
+#: pragmas of every connection that writes; checkpoints run in the background instead
+WRITER_PRAGMAS = ["journal_mode = WAL", "synchronous = NORMAL", "wal_autocheckpoint = 0"]
+
+
+class Appender:
+    """The publishing connection, thread and queue of one store file, and its checkpoints.
+
+    `lock` is the store's writer lock: the publishing connection is used on the loop or on its own
+    thread, never both at once, and one group commit holds the lock as any other write does.
+    `error` turns a sqlite3 error into eventkit's, with the store's advice.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int,
+        lock: asyncio.Lock,
+        error: Callable[[sqlite3.Error], StoreError],
+    ) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._lock = lock
+        self._error = error
+        # publishing: a plain connection; appends that wait for the lock, and the task that
+        # commits them
+        self._publisher: sqlite3.Connection | None = None
+        self._publishing: ThreadPoolExecutor | None = None
+        self._queue: list[tuple[list[Row], asyncio.Future[list[int]]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        # checkpoints: their own connection and thread
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing: ThreadPoolExecutor | None = None
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._commits = 0
+        #: a checkpoint copied the whole WAL: the next append restarts it (an fsync), off the loop
+        self._wal_restart_due = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteEventStore({str(self.path)!r})"
+
+    @property
+    def is_open(self) -> bool:
+        return self._publisher is not None
+
+    async def open(self) -> None:
+        """Start the publishing and checkpoint threads and connect for publishing (the schema is
+        already up to date)."""
+        self._publishing = ThreadPoolExecutor(1, thread_name_prefix="eventkit-sqlite-append")
+        self._checkpointing = ThreadPoolExecutor(1, thread_name_prefix="eventkit-sqlite-ckpt")
+        self._publisher = await self._on_thread(self._publishing, _connect_plain, self.path)
+
+    async def settle(self) -> None:
+        """Wait for the queued appends to be written and for a checkpoint in progress."""
+        for task in (self._committer, self._checkpoint):
+            if task is not None:
+                await asyncio.wait({task})
+
+    async def close(self) -> None:
+        """Close the connections and threads; the caller holds the lock (no write in progress)."""
+        for plain, executor in ((self._checkpointer, self._checkpointing),
+                                (self._publisher, self._publishing)):  # fmt: skip
+            if plain is not None:
+                await self._on_thread(executor, plain.close)
+            if executor is not None:
+                executor.shutdown(wait=False)
+        self._publisher = self._checkpointer = None
+        self._publishing = self._checkpointing = None
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def append(self, rows: list[Row]) -> list[int]:
+        """Store rows in one transaction, durably; their positions (an event_id stored before
+        keeps its first position). On the loop when that is safe, else by group commit."""
+        positions = self._append_on_loop(rows)
+        if positions is not None:
+            await asyncio.sleep(0)  # a turn for other tasks: a publishing loop must not starve them
+            return positions
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_queue())
+        return await future
+
+    def _append_on_loop(self, rows: list[Row]) -> list[int] | None:
+        """The speed trick of publishing: a small append committed on the event loop's thread,
+        or None when it must take the thread (the caller queues it).
+
+        Safe to run on the loop when nothing else of this process writes (the lock is free, no
+        append waits: this one cannot overtake them), the rows are few and small, and no WAL
+        restart (an fsync) is due. Then the commit is a few pages written to the WAL, which
+        synchronous=NORMAL does not fsync, and no checkpoint runs (wal_autocheckpoint = 0). A
+        write lock held by another process is not waited for: busy_timeout is 0 on this
+        connection, so BEGIN IMMEDIATE fails at once, nothing is written, and the caller queues
+        the append for the thread, which waits busy_timeout_ms. The benchmark row "loop lag
+        while publishing one by one" and "publish one by one" against a synchronous sqlite3
+        commit pay for it (benchmarks/bench_core.py).
+        """
+        db = self._publisher
+        if (
+            db is None
+            or self._lock.locked()
+            or self._queue
+            or self._wal_restart_due
+            or len(rows) > LOOP_APPEND_MAX_ROWS
+            or sum(len(row[5]) for row in rows) > LOOP_APPEND_MAX_BYTES
+        ):
+            return None
+        try:
+            [positions] = _insert_batches(db, [rows])
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None  # rolled back: another process writes; the thread will wait for it
+            raise self._error(e) from e
+        except sqlite3.Error as e:
+            raise self._error(e) from e
+        self.committed(1 + len(rows) // 8)
+        return positions
+
+    async def _commit_queue(self) -> None:
+        """Group commit: the queued appends in one transaction per turn, on the publishing
+        thread; one turn per hold of the lock, so claims and acks wait one commit at most."""
+        while self._queue:
+            async with self._lock:
+                taken, self._queue = self._queue, []
+                restart, self._wal_restart_due = self._wal_restart_due, False
+                try:
+                    if restart and self._checkpoint is not None:  # one checkpoint at a time
+                        await asyncio.wait({self._checkpoint})
+                    results = await self._on_thread(
+                        self._publishing, self._insert_on_thread, [r for r, _ in taken], restart
+                    )
+                except BaseException as e:  # the thread is gone (closed); or cancelled
+                    results = [e] * len(taken)
+                    if not isinstance(e, Exception):
+                        for _, future in [*taken, *self._queue]:
+                            future.cancel()
+                        raise
+                finally:
+                    self.committed(sum(1 + len(rows) // 8 for rows, _ in taken))
+            for (_, future), result in zip(taken, results, strict=True):
+                if future.done():  # its publisher was cancelled (the rows may be stored)
+                    continue
+                if isinstance(result, sqlite3.Error):
+                    future.set_exception(self._error(result))
+                elif isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _insert_on_thread(
+        self, batches: list[list[Row]], restart: bool
+    ) -> list[list[int] | BaseException]:
+        """All batches in one transaction, waiting busy_timeout_ms for another process's lock;
+        if it fails, each on its own, so one publisher's error is not every publisher's.
+
+        With `restart`, first checkpoint the frames written since the background checkpoint, so
+        that this write finds the WAL fully copied and restarts it from its start (SQLite does
+        that only then; without it the WAL would grow for as long as writes keep coming)."""
+        db = self._publisher
+        if db is None:
+            return [self._error(sqlite3.ProgrammingError("closed"))] * len(batches)
+        if restart:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        try:
+            try:
+                return list(_insert_batches(db, batches))
+            except sqlite3.Error as e:
+                if len(batches) == 1:
+                    return [e]
+            results: list[list[int] | BaseException] = []
+            for rows in batches:
+                try:
+                    results += _insert_batches(db, [rows])
+                except sqlite3.Error as e:
+                    results.append(e)
+            return results
+        finally:
+            db.execute("PRAGMA busy_timeout = 0")
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def committed(self, weight: int) -> None:
+        """Count a commit; start a background checkpoint once they add up (see the docstring)."""
+        self._commits += weight
+        if self._commits < CHECKPOINT_EVERY or self._publisher is None:
+            return
+        if self._checkpoint is None or self._checkpoint.done():
+            self._commits = 0
+            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+
+    async def _run_checkpoint(self) -> None:
+        try:
+            busy, log, copied = await self._on_thread(self._checkpointing, self._checkpoint_now)
+        except (sqlite3.Error, StoreError, RuntimeError) as e:  # the next one may do; nothing lost
+            logger.debug("checkpoint of %s failed: %s", self.path, e)
+            return
+        # under steady appends a commit lands while this copies: the next append finishes the
+        # job on the thread and restarts the WAL (see the docstring)
+        if not busy and log > 0:
+            self._wal_restart_due = True
+
+    def _checkpoint_now(self) -> tuple[int, int, int]:
+        """PASSIVE: copies what it can without waiting for any lock, while others go on."""
+        if self._checkpointer is None:
+            self._checkpointer = _connect_plain(self.path)
+        [(busy, log, copied)] = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return busy, log, copied
+
+    async def _on_thread(
+        self, executor: ThreadPoolExecutor | None, call: Callable[..., T], *args: Any
+    ) -> T:
+        if executor is None:
+            raise StoreError(f"{self!r} is not open: await store.open() (or bus.start()) first")
+        return await asyncio.get_running_loop().run_in_executor(executor, call, *args)
+
+
+def _connect_plain(path: Path) -> sqlite3.Connection:
+    """A sqlite3 connection for appends or checkpoints: autocommit, busy_timeout 0 (the thread
+    path raises it while it runs), usable from the loop and one helper thread, never at once."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    for pragma in WRITER_PRAGMAS:
+        db.execute(f"PRAGMA {pragma}")
+    return db
+
+
+def _insert_batches(db: sqlite3.Connection, batches: Sequence[list[Row]]) -> list[list[int]]:
+    """Insert each batch, all in one transaction; the positions of each batch's rows."""
+    if len(batches) == 1 and len(batches[0]) == 1:  # one statement: atomic by itself
+        return [_insert(db, batches[0])]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        positions = [_insert(db, rows) for rows in batches]
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return positions
+
+
+def _insert(db: sqlite3.Connection, rows: list[Row]) -> list[int]:
+    if len(rows) == 1:
+        found = db.execute(f"{INSERT_EVENT} RETURNING position", rows[0]).fetchall()
+        if found:
+            return [found[0][0]]
+    else:  # n rows inserted and the sequence moved by n: n distinct positions after before
+        [(before,)] = db.execute(SEQUENCE).fetchall()
+        inserted = db.executemany(INSERT_EVENT, rows).rowcount
+        [(after,)] = db.execute(SEQUENCE).fetchall()
+        if inserted == len(rows) == after - before:
+            return list(range(before + 1, after + 1))
+    # some event_id was stored before (a publish tried again): it keeps its first position
+    return [db.execute(POSITION_OF, (row[0],)).fetchone()[0] for row in rows]
