@@ -265,7 +265,9 @@ class Appender:
         self, executor: ThreadPoolExecutor | None, call: Callable[..., T], *args: Any
     ) -> T:
         if executor is None:
-            raise StoreError(f"{self!r} is not open: await bus.initialize() (or store.open()) first")
+            raise StoreError(
+                f"{self!r} is not open: await bus.initialize() (or store.open()) first"
+            )
         return await asyncio.get_running_loop().run_in_executor(executor, call, *args)
 
 
