@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from tests.redis_server import INSTALL_HINT, free_port, make_self_signed_cert
+from tests.redis_server import INSTALL_HINT, free_port, make_self_signed_cert, stop_process
 
 #: a node that stops answering is marked failing after this long (the default is 15 s)
 NODE_TIMEOUT_MS = 2_000
@@ -117,14 +117,7 @@ class ClusterNode:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def log(self) -> str:
         path = self.dir / "redis.log"

@@ -111,14 +111,7 @@ class RedisServer:
     def stop(self) -> None:
         """Terminate and wait (redis flushes its AOF on a clean shutdown); idempotent."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def restart(self) -> None:
         self.stop()
@@ -143,3 +136,16 @@ class RedisServer:
     def __repr__(self) -> str:
         scheme = "rediss" if self.tls else "redis"
         return f"RedisServer({scheme}://127.0.0.1:{self.port}, running={self._process is not None})"
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a redis-server and wait for it (it flushes its AOF on a clean shutdown); kill it
+    if it has not ended within 10 s. Nothing to do for None or an ended process."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
