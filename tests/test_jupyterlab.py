@@ -3,7 +3,8 @@
 JupyterLab runs on a free loopback port over a temporary copy of notebooks/ and data/ (the committed
 notebooks are never modified), Debian's Chromium is driven by Playwright (which cannot download its
 own browsers here), every cell is run from the Run menu, and the panels' buttons are clicked. What
-the page then shows is asserted. On failure a screenshot of the page lands in .artifacts/; with
+the page then shows is asserted. The live Monitor is watched on a small notebook written into the
+temporary folder. On failure a screenshot of the page lands in .artifacts/; with
 EVENTKIT_SCREENSHOT=path set, a screenshot of the DLQ panel is saved there (for the README).
 """
 
@@ -76,9 +77,15 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder the server runs in: its notebooks/ is the root JupyterLab shows."""
+    return tmp_path_factory.mktemp("lab")
+
+
+@pytest.fixture(scope="module")
+def lab(lab_home: Path) -> Iterator[str]:
     """A JupyterLab server on a copy of notebooks/ and data/; yields its base URL."""
-    home = tmp_path_factory.mktemp("lab")
+    home = lab_home
     shutil.copytree(ROOT / "notebooks", home / "notebooks", ignore=shutil.ignore_patterns(".*"))
     shutil.copytree(ROOT / "data", home / "data", ignore=shutil.ignore_patterns("*.py"))
     settings = home / ".settings"
@@ -225,6 +232,13 @@ def test_dlq_panel_replays_and_discards_in_jupyterlab(browser: Browser, lab: str
         if target := os.environ.get("EVENTKIT_SCREENSHOT"):
             screenshot(page, triage, Path(target))
 
+        # its story: the timeline as an image and the chain as a table, in the panel
+        button(triage, "Show trace").click()
+        trace = triage.locator(".jp-OutputArea-output")
+        expect(trace.locator("img")).to_have_count(1, timeout=CLICK_TIMEOUT_MS)
+        expect(trace.locator("table")).to_contain_text("asset.discovered")  # a poison event, alone
+        expect(trace.locator("table")).to_contain_text("in the DLQ after 3 attempts: TypeError")
+
         button(triage, "Replay selected").click()
         expect(triage).to_contain_text(
             "1 replayed: 1 handled, 0 back in the DLQ", timeout=CLICK_TIMEOUT_MS
@@ -267,3 +281,129 @@ def test_replay_panel_dry_run_and_replay_in_jupyterlab(browser: Browser, lab: st
 
         browser_panel = panel_of(page, "EventBrowser(bus)")
         expect(button(browser_panel, "Apply")).to_be_enabled()
+
+
+#: the Monitor's notebook, written into the temporary notebooks/ folder (never into the repo)
+MONITOR_NOTEBOOK = "monitor_live.ipynb"
+MONITOR_CELLS = [
+    (
+        "markdown",
+        "# The Monitor, live\nA SQLite store filled from the sample week, watched every 0.5 s; "
+        "a consumer group held at a gate until its button is clicked.",
+    ),
+    (
+        "code",
+        """import asyncio
+import tempfile
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from eventkit import EventBus, EventStoreConfig
+from eventkit.transfer import import_jsonl
+from eventkit.widgets import Monitor
+
+workdir = tempfile.TemporaryDirectory(prefix="eventkit-monitor-")
+config = EventStoreConfig(backend="sqlite", path=Path(workdir.name) / "events.db",
+                          trim_interval_hours=None, poll_interval_seconds=0.02)
+bus = EventBus(config)
+await bus.initialize()
+imported = await import_jsonl(bus, Path("../data/sample_events.jsonl"))""",
+    ),
+    ("code", "monitor = Monitor(bus, every=0.5)\nmonitor"),
+    (
+        "code",
+        """gate = asyncio.Event()
+handled = []
+
+
+async def index(event) -> None:
+    await gate.wait()  # held until the button below is clicked
+    await asyncio.sleep(0.001)  # a little work per event: the lag goes down over seconds
+    handled.append(event.event_id)
+
+
+await bus.subscribe_persistent(["*"], "indexer", "indexer-1", index, lease_seconds=120)
+go = widgets.Button(description="Open the gate")
+go.on_click(lambda _: gate.set())
+go""",
+    ),
+    (
+        "code",
+        """await monitor.refresh()
+assert imported > 3000 and monitor.running and handled == []
+assert [(row.group, row.lag + row.in_flight) for row in monitor.rows] == [("indexer", imported)]
+print("all checks passed")""",
+    ),
+]
+#: columns of the Monitor's table (sparklines between)
+LAG, IN_FLIGHT, ACKED_PER_SECOND = 1, 3, 5
+
+
+def write_monitor_notebook(folder: Path) -> None:
+    """The cells above as an nbformat 4.5 notebook, not yet run."""
+    cells: list[dict[str, object]] = []
+    for number, (kind, source) in enumerate(MONITOR_CELLS):
+        cell: dict[str, object] = {"cell_type": kind, "id": f"cell-{number}", "metadata": {},
+                                   "source": source}  # fmt: skip
+        if kind == "code":
+            cell.update(execution_count=None, outputs=[])
+        cells.append(cell)
+    kernel = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    made = {"cells": cells, "metadata": {"kernelspec": kernel}, "nbformat": 4,
+            "nbformat_minor": 5}  # fmt: skip
+    (folder / MONITOR_NOTEBOOK).write_text(json.dumps(made, indent=1), encoding="utf-8")
+
+
+def figure(row: Locator, column: int) -> str:
+    return row.locator("td").nth(column).inner_text().strip()
+
+
+def number(row: Locator, column: int) -> int:
+    return int(figure(row, column).replace(",", ""))
+
+
+def test_monitor_refreshes_live_and_stops_when_paused_in_jupyterlab(
+    browser: Browser, lab: str, lab_home: Path
+) -> None:
+    write_monitor_notebook(lab_home / "notebooks")
+    with notebook(browser, lab, MONITOR_NOTEBOOK) as page:
+        monitor = panel_of(page, "Monitor(bus, every=0.5)")
+        row = monitor.locator("table.eventkit-monitor tbody tr").filter(has_text="indexer")
+        expect(row).to_have_count(1, timeout=CLICK_TIMEOUT_MS)
+        header = monitor.locator(".widget-html").filter(has_text="Sampled")
+
+        # held at the gate: new samples keep coming, every event is unread or claimed (the
+        # consumer claims a few batches ahead), nothing is acked
+        total = sum(1 for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip())
+        sampled = header.inner_text()
+        expect(header).not_to_have_text(sampled, timeout=5_000)
+        held = number(row, LAG)
+        assert total - 100 < held < total and held + number(row, IN_FLIGHT) == total
+        assert figure(row, ACKED_PER_SECOND) in ("-", "0.0")
+
+        gate = page.locator(".jp-NotebookPanel .jp-CodeCell").filter(has_text="gate.set()")
+        gate.locator(".widget-button", has_text="Open the gate").click()
+        lags, rates = [held], []
+        deadline = time.monotonic() + 30
+        while lags[-1] > 0 and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+            lag = number(row, LAG)
+            if lag != lags[-1]:
+                lags.append(lag)
+            if (rate := figure(row, ACKED_PER_SECOND)) not in ("-", "0.0"):
+                rates.append(float(rate.replace(",", "")))
+        assert lags[-1] == 0, lags
+        assert lags == sorted(lags, reverse=True) and len(lags) >= 3, lags  # seen going down
+        assert rates and max(rates) > 0, rates  # throughput appeared
+
+        # Pause (the Monitor's only control; it has no close button): the samples stop
+        button(monitor, "Pause").click()
+        expect(monitor).to_contain_text("Paused: click Resume", timeout=CLICK_TIMEOUT_MS)
+        frozen = header.inner_text()
+        page.wait_for_timeout(2_000)  # four periods
+        assert header.inner_text() == frozen
+        button(monitor, "Resume").click()  # and they come again: the pause was what stopped them
+        expect(header).not_to_have_text(frozen, timeout=5_000)
+        button(monitor, "Pause").click()  # leave the kernel quiet for the other tests
+        expect(monitor).to_contain_text("Paused: click Resume", timeout=CLICK_TIMEOUT_MS)

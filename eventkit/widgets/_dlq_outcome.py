@@ -1,16 +1,72 @@
-"""What a DLQ replay became: poll until each replayed entry was handled again (acked by the group)
-or came back to the DLQ, or the wait ends; DLQPanel says the counts."""
+"""What a DLQ action became: a replay polls until each replayed entry was handled again (acked by
+the group) or came back to the DLQ, or the wait ends; DLQPanel keeps it as a DLQAction and says it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from eventkit.bus import EventBus
+from eventkit.clock import now_ms
 from eventkit.records import DeadLetter, DeliveryStatus
 
 #: delivery records read per round trip while checking what a replay became
 DELIVERY_PAGE = 500
+
+
+@dataclass(frozen=True)
+class DLQAction:
+    """What the last button did: tests and notebooks assert on it.
+
+    For a replay, `handled` + `back` + `waiting` == `count`: handled again (acked), back in the
+    DLQ, or neither when the wait ended (no consumer of the group running, or a slow handler).
+    """
+
+    action: str
+    requested: int | None
+    count: int
+    remaining: int
+    handled: int = 0
+    back: int = 0
+    waiting: int = 0
+
+
+async def replay_and_wait(
+    bus: EventBus,
+    group: str,
+    event_ids: Sequence[str] | None,
+    *,
+    timeout: float,
+    say: Callable[[str], object],
+) -> tuple[int, set[str], set[str], set[str]]:
+    """Replay the entries (None: all of the group's) and wait for the outcome: (count replayed,
+    ids replayed, ids handled again, ids back in the DLQ)."""
+    before = {d.event_id: d for d in await bus.dead_letters(group, event_ids)}
+    began_ms = now_ms()
+    count = await bus.replay_dlq(group, event_ids=list(before)) if before else 0
+    replayed = set(before)
+    if count < len(before):  # someone else replayed or discarded some meanwhile
+        stayed = await bus.dead_letters(group, list(before))
+        replayed -= {d.event_id for d in stayed if not came_back(d, before, began_ms)}
+    handled, back = await wait_for_outcome(
+        bus, group, replayed, before, began_ms, timeout=timeout, say=say
+    )
+    return count, replayed, handled, back
+
+
+def replay_summary(done: DLQAction, group: str, timeout: float) -> str:
+    """ "3 replayed: 2 handled, 1 back in the DLQ; 1 left in the DLQ of 'g'." and why some wait."""
+    left = f"{done.remaining:,} left in the DLQ of {group!r}."
+    if done.count == 0:
+        return f"Nothing was replayed; {left}"
+    text = f"{done.count:,} replayed: {done.handled:,} handled, {done.back:,} back in the DLQ"
+    if done.waiting:
+        text += (
+            f", {done.waiting:,} not handled within {timeout:g} s "
+            f"(is a consumer of {group!r} running?)"
+        )
+    return f"{text}; {left}"
 
 
 async def wait_for_outcome(

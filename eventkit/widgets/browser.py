@@ -10,7 +10,6 @@ import ipywidgets as widgets
 
 from eventkit.bus import EventBus
 from eventkit.widgets._base import (
-    AsyncPanel,
     Cell,
     TimePicker,
     ZoneInput,
@@ -23,6 +22,7 @@ from eventkit.widgets._base import (
     survey,
     time_text,
 )
+from eventkit.widgets._trace_view import TraceTarget, TracingPanel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,7 @@ PAYLOAD = "payload"
 EMPTY = ("", "[]", "{}")
 
 
-class EventBrowser(AsyncPanel):
+class EventBrowser(TracingPanel):
     """Filter the event log and page through it as a table; "Apply" loads what matches.
 
     Empty type or source selections mean all. "From"/"To" are in UTC unless `tz=` says otherwise
@@ -51,7 +51,8 @@ class EventBrowser(AsyncPanel):
     any payload field; pressing Enter in it applies the filters. The table shows the envelope
     (event ids cut to 8 characters), then the payload fields that hold values on the page; with
     no type chosen and a mixed page, one "payload" column sums them up. Pick an event under
-    "Event" to see it whole: full id, envelope and payload. All of it is escaped.
+    "Event" to see it whole: full id, envelope and payload, and "Show trace" for its story.
+    All of it is escaped.
 
     Parameters
     ----------
@@ -73,6 +74,10 @@ class EventBrowser(AsyncPanel):
         Reload the types and sources on offer from the store, then apply.
     ◀ Prev / Next ▶
         Turn the table's pages.
+    Show trace
+        The story of the event picked under "Event" (every event of its correlation, each
+        group's outcome): timeline and table below it, frame in `browser.trace`. Off until an
+        event is picked; `await browser.show_trace()` does the same and returns the frame.
 
     The status line is `browser.status` (text in `browser.status_text`), e.g. "2 events match.";
     the shown columns are `browser.columns`.
@@ -85,6 +90,8 @@ class EventBrowser(AsyncPanel):
     >>> browser.apply_button.click(); await browser.wait()
     >>> browser.frame["data.asset_id"].head()
     """
+
+    trace_hint = "Pick an event under “Event” first"
 
     def __init__(
         self,
@@ -102,6 +109,8 @@ class EventBrowser(AsyncPanel):
         self.page = 0
         #: the frame columns the table shows for this page (PAYLOAD: the summary column)
         self.columns: list[str] = []
+        #: the row of `frame` shown in full (show_event), which "Show trace" acts on
+        self.shown: int | None = None
 
         self.types = widgets.SelectMultiple(options=[], rows=6, description="Types")
         self.sources = widgets.SelectMultiple(options=[], rows=6, description="Sources")
@@ -140,7 +149,9 @@ class EventBrowser(AsyncPanel):
             widgets.HBox([self.prev_button, self.next_button, self.page_label]),
             self.table_html,
             self.row_picker,
+            self.trace_button,
             self.detail_html,
+            self.trace_output,
         ]
         self._start("Refresh", self.refresh())
 
@@ -309,7 +320,7 @@ class EventBrowser(AsyncPanel):
                 options.append((label, int(index)))
         self.row_picker.options = options
         self.row_picker.value = None
-        self.detail_html.value = ""
+        self.show_event(None)
 
     def _on_row_picker_change(self, change: dict[str, Any]) -> None:
         self.show_event(change["new"])
@@ -317,8 +328,12 @@ class EventBrowser(AsyncPanel):
     def show_event(self, index: int | None) -> None:
         """Show one row of `frame` in full (None: hide): the whole event id, envelope, payload."""
         if index is None or self.frame is None or not 0 <= index < len(self.frame):
+            self.shown = None
             self.detail_html.value = ""
+            self._on_selection_change()
             return
+        self.shown = index
+        self._on_selection_change()
         row = self.frame.iloc[index]
         facts = [
             ("event id", row["event_id"]),
@@ -329,6 +344,13 @@ class EventBrowser(AsyncPanel):
         payload = _payload(row, [c for c in self.frame.columns if str(c).startswith("data.")])
         text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
         self.detail_html.value = html_table(["field", "value"], facts) + pre(text, "Payload")
+
+    def _trace_target(self) -> TraceTarget | None:
+        if self.shown is None or self.frame is None:
+            return None
+        row = self.frame.iloc[self.shown]
+        story = row.get("correlation_id")
+        return TraceTarget(str(row["event_id"]), story if isinstance(story, str) else None)
 
     def _on_prev_button_click(self, button: widgets.Button) -> None:
         self.show_page(self.page - 1)

@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
 
 from eventkit.bus import EventBus
-from eventkit.clock import now_ms
 from eventkit.error_kinds import error_kind
-from eventkit.records import DeadLetter
+from eventkit.records import DeadLetter, correlation_of
 from eventkit.widgets._base import (
-    AsyncPanel,
     ZoneInput,
     escape,
     html_table,
@@ -23,7 +20,10 @@ from eventkit.widgets._base import (
     pre,
     time_text,
 )
-from eventkit.widgets._dlq_outcome import came_back, wait_for_outcome
+from eventkit.widgets._dlq_outcome import DLQAction, replay_and_wait, replay_summary
+from eventkit.widgets._trace_view import TraceTarget, TracingPanel
+
+__all__ = ["DLQAction", "DLQPanel"]  # DLQAction lives with the replay outcome it describes
 
 #: entries listed in the selection box; the summary still counts all of them
 MAX_LISTED = 500
@@ -34,23 +34,6 @@ ALL_ERRORS = "*"
 REPLAY_TIMEOUT = 30.0
 #: longest payload value shown in an entry's label
 MAX_KEY_CHARS = 40
-
-
-@dataclass(frozen=True)
-class DLQAction:
-    """What the last button did: tests and notebooks assert on it.
-
-    For a replay, `handled` + `back` + `waiting` == `count`: handled again (acked), back in the
-    DLQ, or neither when the wait ended (no consumer of the group running, or a slow handler).
-    """
-
-    action: str
-    requested: int | None
-    count: int
-    remaining: int
-    handled: int = 0
-    back: int = 0
-    waiting: int = 0
 
 
 def replays(dead: DeadLetter) -> int:
@@ -81,7 +64,7 @@ def payload_key(dead: DeadLetter) -> str:
     return ""
 
 
-class DLQPanel(AsyncPanel):
+class DLQPanel(TracingPanel):
     """The dead-letter queue of one consumer group: what failed, why, and what to do with it.
 
     A summary counts entries by error type (with an example error); the "Error type" menu narrows
@@ -115,6 +98,10 @@ class DLQPanel(AsyncPanel):
         any other action (or Refresh) cancels. One selected entry is discarded at once.
     Refresh
         Reload the DLQ from the store (also cancels a pending confirmation).
+    Show trace
+        The story of the one selected entry (every event of its correlation, each group's
+        outcome): timeline and table below, frame in `panel.trace`. Off unless exactly one entry
+        is selected; `await panel.show_trace()` does the same and returns the frame.
 
     The status line is `panel.status` (text in `panel.status_text`); the last action's outcome is
     `panel.last_action` (a DLQAction).
@@ -127,6 +114,8 @@ class DLQPanel(AsyncPanel):
     >>> panel.last_action.handled, panel.last_action.back
     (5, 1)
     """
+
+    trace_hint = "Select one entry first"
 
     def __init__(
         self,
@@ -181,10 +170,12 @@ class DLQPanel(AsyncPanel):
                     self.discard_selected_button,
                     self.discard_all_button,
                     self.refresh_button,
+                    self.trace_button,
                 ]
             ),
             self.status,
             self.detail_html,
+            self.trace_output,
         ]
         self._labels: dict[str, str] = {}
         self._start("Refresh", self.refresh())
@@ -269,6 +260,7 @@ class DLQPanel(AsyncPanel):
         if self.pending_confirmation and self.pending_confirmation[0] == "selected":
             self.cancel_confirmation("the selection changed")
         self._render_details()
+        self._on_selection_change()
 
     def _on_error_filter_change(self, change: dict[str, Any]) -> None:
         self._fill_entries()
@@ -345,6 +337,11 @@ class DLQPanel(AsyncPanel):
     def _selected_ids(self) -> list[str]:
         return list(self.entries.value)
 
+    def _trace_target(self) -> TraceTarget | None:
+        chosen = self._selected_ids()
+        dead = [d for d in self.dead_letters if len(chosen) == 1 and d.event_id == chosen[0]]
+        return TraceTarget(dead[0].event_id, correlation_of(dead[0].stored)) if dead else None
+
     def _on_replay_selected_button_click(self, button: widgets.Button) -> None:
         self.cancel_confirmation()
         self._start("Replay selected", self._replay(self._selected_ids()))
@@ -388,34 +385,14 @@ class DLQPanel(AsyncPanel):
         if event_ids is not None and not event_ids:
             self.say("Select entries to replay first.", "warning")
             return
-        group = self.consumer_group
         requested = None if event_ids is None else len(event_ids)
-        before = {d.event_id: d for d in await self.bus.dead_letters(group, event_ids)}
-        began_ms = now_ms()
-        count = await self.bus.replay_dlq(group, event_ids=list(before)) if before else 0
-        replayed = set(before)
-        if count < len(before):  # someone else replayed or discarded some meanwhile
-            stayed = await self.bus.dead_letters(group, list(before))
-            replayed -= {d.event_id for d in stayed if not came_back(d, before, began_ms)}
-        handled, back = await wait_for_outcome(
-            self.bus, group, replayed, before, began_ms, timeout=self.replay_timeout, say=self.say
+        count, replayed, handled, back = await replay_and_wait(
+            self.bus, self.consumer_group, event_ids, timeout=self.replay_timeout, say=self.say
         )
         await self._load()
         waiting = len(replayed) - len(handled) - len(back)
         self.last_action = DLQAction(
             "replay", requested, count, len(self.dead_letters), len(handled), len(back), waiting
         )
-        self.say(self._replay_summary(self.last_action), "warning" if back or waiting else "info")
-
-    def _replay_summary(self, done: DLQAction) -> str:
-        group = self.consumer_group
-        left = f"{done.remaining:,} left in the DLQ of {group!r}."
-        if done.count == 0:
-            return f"Nothing was replayed; {left}"
-        text = f"{done.count:,} replayed: {done.handled:,} handled, {done.back:,} back in the DLQ"
-        if done.waiting:
-            text += (
-                f", {done.waiting:,} not handled within {self.replay_timeout:g} s "
-                f"(is a consumer of {group!r} running?)"
-            )
-        return f"{text}; {left}"
+        summary = replay_summary(self.last_action, self.consumer_group, self.replay_timeout)
+        self.say(summary, "warning" if back or waiting else "info")
