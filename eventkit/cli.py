@@ -12,19 +12,15 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
-from eventkit.bus import EventBus
-from eventkit.clock import parse_time
-from eventkit.config import DEFAULT_PATH, EventStoreConfig
+from eventkit.cli_common import CommandError, describe_store, open_bus, sqlite_path
+from eventkit.cli_groups import check_groups_usage, require_group, run_groups
+from eventkit.config import EventStoreConfig
 from eventkit.demo import run_demo
-from eventkit.errors import ConfigError, EventKitError, GroupBusyError
+from eventkit.errors import EventKitError
 from eventkit.live import LiveBus, file_identity, run_tail, run_top
 from eventkit.progress import ProgressLine
-from eventkit.records import GroupReset
-from eventkit.stores import open_store
 
 DEMO_PATH = Path("eventkit-demo.db")
 #: commands that run until Ctrl-C, which ends them normally (exit 0)
@@ -156,19 +152,14 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "export":
         return await _export(config, args)
     if args.command == "stats":
-        async with _bus(config, read_only=True) as bus:
+        async with open_bus(config, read_only=True) as bus:
             print(json.dumps(await bus.get_stats(), indent=2, default=str))
         return 0
     if args.command in LIVE_COMMANDS:
         return await _live(config, args)
     if args.command == "groups":
-        return await _groups(config, args)
+        return await run_groups(config, args)
     return await _dlq(config, args)
-
-
-def _bus(config: EventStoreConfig, *, read_only: bool = False) -> EventBus:
-    """A bus on the configured store; read_only opens it without creating or changing anything."""
-    return EventBus(config, store=open_store(config, read_only=read_only))
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -197,10 +188,10 @@ async def _import(config: EventStoreConfig, args: argparse.Namespace) -> int:
             f"{checked.describe()}; nothing was imported: fix the file, or pass --skip-invalid "
             "to import the other lines"
         )
-    if config.backend == "sqlite" and _something_at(_sqlite_path(config)):
-        async with _bus(config, read_only=True):  # refuses a file that is not an eventkit store
+    if config.backend == "sqlite" and _something_at(sqlite_path(config)):
+        async with open_bus(config, read_only=True):  # refuses a file that is not an eventkit store
             pass
-    async with _bus(config) as bus:
+    async with open_bus(config) as bus:
         count = await import_jsonl(
             bus, args.file, skip_invalid=args.skip_invalid, checked=checked,
             progress=lambda done, total: progress.update(_counted("imported", done, total)),
@@ -214,7 +205,7 @@ async def _export(config: EventStoreConfig, args: argparse.Namespace) -> int:
 
     check_output_path(args.output)  # before the store is opened
     if config.backend == "sqlite":
-        store = _sqlite_path(config).resolve()
+        store = sqlite_path(config).resolve()
         if args.output.resolve() in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
             raise CommandError(f"{args.output} is the store itself: export to another file")
     if args.format != "jsonl":
@@ -227,7 +218,7 @@ async def _export(config: EventStoreConfig, args: argparse.Namespace) -> int:
             ) from None
     progress = ProgressLine(delay=PROGRESS_DELAY)
     report = lambda done, total: progress.update(_counted("exported", done, total))  # noqa: E731
-    async with _bus(config, read_only=True) as bus:
+    async with open_bus(config, read_only=True) as bus:
         if args.format == "jsonl":
             from eventkit.transfer import export_jsonl
 
@@ -241,8 +232,8 @@ async def _export(config: EventStoreConfig, args: argparse.Namespace) -> int:
 
 
 async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
-    async with _bus(config, read_only=True) as bus:  # the group must exist, whatever the action
-        await _require_group(bus, config, args.group)
+    async with open_bus(config, read_only=True) as bus:  # the group must exist, whatever the action
+        await require_group(bus, config, args.group)
         if not (args.replay or args.discard):
             letters = await bus.store.get_pending_events(args.group)
             print(f"{len(letters)} dead letters in {args.group!r}")
@@ -252,7 +243,7 @@ async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
                     f"{letter.last_error}"
                 )
             return 0
-    async with _bus(config) as bus:
+    async with open_bus(config) as bus:
         if args.replay:
             print(f"replayed {await bus.replay_dlq(args.group)} events to {args.group!r}")
         else:
@@ -260,134 +251,16 @@ async def _dlq(config: EventStoreConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _require_group(bus: EventBus, config: EventStoreConfig, group: str) -> None:
-    """CommandError naming the known groups, unless the store holds `group`."""
-    groups = await bus.list_groups()
-    if group not in groups:
-        known = (
-            f"known groups: {', '.join(groups)}"
-            if groups
-            else "the store has no consumer groups yet"
-        )
-        raise CommandError(f"no consumer group {group!r} in {_where(config)}; {known}")
-
-
-ResetTarget = Literal["earliest", "latest"] | datetime
-#: the figures `eventkit groups` lists (get_stats()["groups"] keys) and their headings
-GROUP_COLUMNS = {"lag": "lag", "in_flight": "in flight", "dlq": "dlq", "consumers": "consumers"}
-
-
-def _check_groups_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """What argparse cannot check alone (exit 2): reset and delete name a group, reset a time."""
-    if args.action == "list":
-        if args.group is not None or args.to is not None or args.force:
-            parser.error("groups list takes no GROUP, --to or --force")
-        return
-    if args.group is None:
-        parser.error(f"groups {args.action} needs a GROUP")
-    if args.action == "delete":
-        if args.to is not None or args.force:
-            parser.error("groups delete takes no --to or --force")
-        return
-    if args.to is None:
-        parser.error("groups reset needs --to earliest|latest|ISO-time")
-    try:
-        args.target = args.to if args.to in ("earliest", "latest") else parse_time(args.to, "--to")
-    except ConfigError as e:
-        parser.error(str(e))
-
-
-async def _groups(config: EventStoreConfig, args: argparse.Namespace) -> int:
-    if args.action == "list":
-        async with _bus(config, read_only=True) as bus:
-            figures = (await bus.get_stats())["groups"]
-        if not figures:
-            print(f"no consumer groups in {_where(config)}")
-            return 0
-        width = max(len("group"), *map(len, figures))
-        print(f"{'group':<{width}}" + "".join(f"  {h:>9}" for h in GROUP_COLUMNS.values()))
-        for name, group in figures.items():
-            print(f"{name:<{width}}" + "".join(f"  {group[k]:>9,}" for k in GROUP_COLUMNS))
-        return 0
-    async with _bus(config, read_only=True) as bus:  # creates nothing when the group is unknown
-        await _require_group(bus, config, args.group)
-        dlq = await bus.dlq_size(args.group) if args.action == "delete" else 0
-    if args.action == "delete":
-        _confirm(f"Delete group {args.group!r} with its deliveries, counters and {dlq:,} DLQ "
-                 "entries?", f"delete group {args.group!r}", args.yes)  # fmt: skip
-        async with _bus(config) as bus:
-            await bus.delete_group(args.group)
-        print(f"deleted group {args.group!r} with its deliveries, counters and {dlq:,} DLQ entries")
-        return 0
-    return await _reset(config, args, args.target)
-
-
-async def _reset(config: EventStoreConfig, args: argparse.Namespace, to: ResetTarget) -> int:
-    group, where = args.group, _moment(to)
-    try:
-        async with _bus(config) as bus:
-            result = await _reset_confirmed(bus, args, to, where)
-    except GroupBusyError as e:  # also if a consumer took a lease while we asked
-        raise CommandError(
-            f"group {group!r} has {e.leased:,} deliveries leased to running consumers: stop "
-            "them, or pass --force (their acks will not count)"
-        ) from None
-    print(
-        f"reset group {group!r} to {where}: {result.unread:,} events to deliver again; released "
-        f"{result.in_flight:,} in flight, dropped {result.retrying:,} retrying; DLQ and counters kept"
-    )
-    return 0
-
-
-async def _reset_confirmed(
-    bus: EventBus, args: argparse.Namespace, to: ResetTarget, where: str
-) -> GroupReset:
-    """What a reset would do, asked about, then done."""
-    group = args.group
-    preview = await bus.reset_group(group, to, force=args.force, dry_run=True)
-    released = (
-        f"; {preview.in_flight:,} in flight will be released, {preview.retrying:,} retrying "
-        "dropped" if preview.in_flight or preview.retrying else ""
-    )  # fmt: skip
-    _confirm(
-        f"Reset group {group!r} to {where}? {preview.unread:,} events will be delivered "
-        f"again{released}", f"reset group {group!r} to {where}", args.yes,
-    )  # fmt: skip
-    return await bus.reset_group(group, to, force=args.force)
-
-
-def _moment(to: ResetTarget) -> str:
-    """A reset target as the prompt says it: "earliest", "latest" or "2026-11-03 00:00 UTC"."""
-    if not isinstance(to, datetime):
-        return to
-    seconds = f":{to:%S}" if to.second or to.microsecond else ""
-    return f"{to:%Y-%m-%d %H:%M}{seconds} UTC"
-
-
-def _confirm(question: str, action: str, yes: bool) -> None:
-    """Ask on a terminal (the default is no); without one, only --yes goes on (exit 2)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise CommandError(
-            f"to {action}, pass --yes: it cannot be undone, and stdin is not a terminal to ask",
-            exit_code=2,
-        )
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise CommandError("cancelled: nothing was changed")
-
-
 async def _live(config: EventStoreConfig, args: argparse.Namespace) -> int:
     """top and tail: read-only, and opened again when the store changes under them (see LiveBus)."""
-    wal = Path(f"{_sqlite_path(config)}-wal")
+    wal = Path(f"{sqlite_path(config)}-wal")
     marker = file_identity(wal) if config.backend == "sqlite" else lambda: None
-    live = LiveBus(lambda: _bus(config, read_only=True), marker)
+    live = LiveBus(lambda: open_bus(config, read_only=True), marker)
     tty = sys.stdout.isatty()
     try:
         if args.command == "top":
             await run_top(
-                live, sys.stdout, _where(config), every=args.every, once=args.once, tty=tty
+                live, sys.stdout, describe_store(config), every=args.every, once=args.once, tty=tty
             )
         else:
             width = shutil.get_terminal_size().columns if tty else 0
@@ -402,11 +275,6 @@ async def _live(config: EventStoreConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _sqlite_path(config: EventStoreConfig) -> Path:
-    """The SQLite file, ~ expanded, without creating its folder (as resolved_path would)."""
-    return Path(config.path if config.path is not None else DEFAULT_PATH).expanduser()
-
-
 def _something_at(path: Path) -> bool:
     """A folder or a file with data is there (an empty file is a new SQLite database)."""
     try:
@@ -415,25 +283,8 @@ def _something_at(path: Path) -> bool:
         return False
 
 
-def _where(config: EventStoreConfig) -> str:
-    if config.backend == "sqlite":
-        return f"SQLite store {_sqlite_path(config)}"
-    if config.backend == "redis":
-        return f"Redis store {config.safe_redis_url} (namespace {config.namespace!r})"
-    return "the memory store"
-
-
 def _counted(verb: str, done: int, total: int | None) -> str:
     return f"{verb} {done}/{total} events" if total else f"{verb} {done} events"
-
-
-class CommandError(Exception):
-    """Bad input the command found itself: printed as one line, exit code 1 (or `exit_code`: 2
-    for a usage error found once the store was asked)."""
-
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _one_line(error: BaseException) -> str:
@@ -457,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     2 for a usage error (argparse). EVENTKIT_DEBUG=1 shows the traceback of an unexpected error."""
     args = build_parser().parse_args(argv)  # usage errors exit 2 here
     if args.command == "groups":
-        _check_groups_usage(args.groups_parser, args)
+        check_groups_usage(args.groups_parser, args)
     handler = logging.StreamHandler(sys.stderr)  # library warnings, one line each
     handler.setFormatter(logging.Formatter("eventkit: %(message)s"))
     handler.setLevel(logging.WARNING)
