@@ -36,6 +36,8 @@ from eventkit.stores.redis_records import (
     SEQ_BITS,
     RawRecord,
     dead_letter,
+    leased_records,
+    needs_entry,
     read_record,
     stored,
     to_entry_id,
@@ -350,16 +352,34 @@ class RawView:
         return result, Between(before, await self.now_ms())
 
     async def records(self) -> dict[str, RawRecord]:
+        """Every delivery record: the records hash (JSON, or compact once a first delivery was
+        acked under its lease) and the first deliveries in flight under their claims' leases."""
         texts: dict[str, str] = await self.client.hgetall(self.group.records)
+        leases: dict[str, str] = await self.client.hgetall(self.group.leases)
         fields = list(RawRecord._fields)
         optional = fields[fields.index("copy") :]  # written only once they apply
-        for text in texts.values():  # every writer keeps one key order: the one ack relies on
+        for text in texts.values():  # every JSON writer keeps one key order: the one ack relies on
+            if needs_entry(text):
+                continue
             keys = list(json.loads(text))
             required = fields[: len(fields) - len(optional)]
             assert keys[: len(required)] == required, text
             tail = keys[len(required) :]
             assert tail == [name for name in optional if name in tail], text
-        return {entry_id: read_record(text) for entry_id, text in texts.items()}
+        found = {
+            entry_id: read_record(
+                text, *(await self.event_of(entry_id) if needs_entry(text) else ("", ""))
+            )  # fmt: skip
+            for entry_id, text in texts.items()
+        }
+        for entry_id, record in leased_records(leases, texts).items():
+            event_id, event_type = await self.event_of(entry_id)
+            found[entry_id] = record._replace(event_id=event_id, event_type=event_type)
+        return found
+
+    async def event_of(self, entry_id: str) -> tuple[str, str]:
+        fields = dict(zip(*[iter(await self.entry(entry_id))] * 2, strict=True))
+        return fields["event_id"], fields["event_type"]
 
     async def dead_letters(self) -> dict[str, DeadLetter]:
         texts: dict[str, str] = await self.client.hgetall(self.group.dlq)
@@ -517,7 +537,7 @@ class _OldLayoutStore(RedisEventStore):
         super().__init__(url, namespace=namespace)
         self._keys = Keys(namespace, tagged=False)
 
-    async def _move_legacy_layout(self) -> None:
+    async def _upgrade(self) -> None:
         return None
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from eventkit.errors import StoreError
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,15 +27,17 @@ class Keys:
         self.events = f"{self.prefix}:events"  # stream: the log (redis_records.ENTRY_FIELDS)
         self.ids = f"{self.prefix}:ids"  # hash event_id -> entry id (idempotent append)
         self.groups = f"{self.prefix}:groups"  # set of group names
-        # hash: leases (token counter), kept_unacked, deleted:<group> (a group deleted on purpose)
+        # hash: leases (token counter), kept_unacked, deleted:<group> (a group deleted on purpose),
+        # counted (1 once `counts` and each group's `seen` are kept: lag without a scan)
         self.meta = f"{self.prefix}:meta"
+        self.counts = f"{self.prefix}:counts"  # hash event_type -> entries of it in the stream
 
     def group(self, group: str) -> GroupKeys:
         return GroupKeys(f"{self.prefix}:group:{group}")
 
     def own(self) -> list[str]:
         """The namespace's keys that are not a group's."""
-        return [self.events, self.ids, self.groups, self.meta]
+        return [self.events, self.ids, self.groups, self.meta, self.counts]
 
     @property
     def pattern(self) -> str:
@@ -48,13 +52,20 @@ class GroupKeys:
     def __init__(self, base: str) -> None:
         self.types = f"{base}:types"  # set: the union of subscribed event types
         self.members = f"{base}:members"  # zset consumer name -> live until (ms, heartbeat)
-        self.due = f"{base}:due"  # zset entry id -> lease deadline | retry due (server ms)
+        # zset entry id -> lease deadline | retry due (server ms), for deliveries with a record
+        self.due = f"{base}:due"
         self.records = f"{base}:records"  # hash entry id -> delivery record (redis_lua/lib.lua)
         self.dlq = f"{base}:dlq"  # hash event_id -> dead letter: a copy of the event + failure
-        self.counters = f"{base}:counters"  # hash: delivered, acked, retried
+        self.counters = f"{base}:counters"  # hash: delivered, acked, retried, leased
+        # one lease per claim of first deliveries (redis_lua/lib.lua): token -> deadline, and
+        # token -> "first_ms lease_ms consumer", ids:token -> "id id ...", left:token -> count
+        self.lease_due = f"{base}:lease_due"
+        self.leases = f"{base}:leases"
+        self.seen = f"{base}:seen"  # hash event_type -> entries of it the group's cursor passed
 
     def all(self) -> list[str]:
-        return [self.types, self.members, self.due, self.records, self.dlq, self.counters]
+        return [self.types, self.members, self.due, self.records, self.dlq, self.counters,
+                self.lease_due, self.leases, self.seen]  # fmt: skip
 
 
 class LegacyLayout:
@@ -77,6 +88,18 @@ class LegacyLayout:
             old += self.old.group(group).all()
             new += self.new.group(group).all()
         return old, new
+
+
+async def refuse_legacy_layout(client: Any, ns: str) -> None:
+    """Reading must not change anything: an old layout is refused, saying how to move it."""
+    old = LegacyLayout(ns).old  # after a move these hold a note (a string)
+    kinds = (await client.type(old.events), await client.type(old.groups))
+    if kinds[0] == "stream" or kinds[1] == "set":
+        raise StoreError(
+            f"namespace {ns!r} is in the key layout of an earlier eventkit; it was left "
+            "unchanged: open it once with this version's EventBus (not a read-only command) to "
+            "move it to the new layout, without loss"
+        )
 
 
 async def move_legacy_layout(client: Any, move: Any, ns: str) -> int:
@@ -108,3 +131,21 @@ async def move_legacy_layout(client: Any, move: Any, ns: str) -> int:
                 ns, layout.new.prefix, ns,
             )  # fmt: skip
         return moved
+
+
+async def count_legacy(client: Any, count: Any, keys: Keys) -> int:
+    """Count a namespace once for lag (redis_lua/count.lua): one pass over a stream written
+    before the counts were kept; nothing to do for one kept from its start. The entries counted."""
+    while True:
+        if await client.hget(keys.meta, "counted"):
+            return 0
+        groups = sorted(await client.smembers(keys.groups))
+        seen = [keys.group(group).seen for group in groups]
+        done = int(await count(keys=[keys.events, keys.meta, keys.counts, keys.groups, *seen],
+                               args=groups))  # fmt: skip
+        if done >= 0:  # -1: a group was added meanwhile: again
+            if done:
+                logger.warning(
+                    "%s: %d events counted once for lag (kept from now on)", keys.prefix, done
+                )
+            return done

@@ -1,17 +1,19 @@
-"""What the Redis store holds, on the Python side: stream entries, delivery records, dead letters.
+"""What the Redis store holds, on the Python side: stream entries, delivery records, leases,
+dead letters.
 
-redis_lua/lib.lua writes all three (FIELDS with append.lua, encode_record, encode_dead_letter);
-this module is the one Python reader of each, gives append its arguments in the entry's field
-order, and maps positions to stream entry ids and back.
+redis_lua/lib.lua writes them (FIELDS with append.lua, encode_record, acked_text, claim.lua's
+lease, encode_dead_letter); this module is the one Python reader of each, gives append its
+arguments in the entry's field order, and maps positions to stream entry ids and back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from eventkit.records import stored_event_of
 from eventkit.stores.base import DeadLetter, DeliveryRecord, DeliveryStatus, NewEvent, StoredEvent
 
 #: position = ms << SEQ_BITS | seq of the entry id "ms-seq": a bijection while seq < 2**20 (a
@@ -59,10 +61,10 @@ def stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEvent
         # as append wrote it (every delivery passes here): read by position, in ENTRY_FIELDS order
         event_id, event_type, version, source, timestamp_ms, data, correlation, cause = fields[1::2]
         try:
-            return StoredEvent(
+            return stored_event_of((
                 position, event_id, event_type, int(version), source, int(timestamp_ms), data,
                 int(ms), correlation or None, cause or None,
-            )  # fmt: skip
+            ))  # fmt: skip
         except ValueError:
             pass  # a number field that is not one: kept as text below
     f = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=False))
@@ -71,7 +73,7 @@ def stored(entry_id: str, fields: Sequence[str] | dict[str, str]) -> StoredEvent
         f.get("source"), _number(f.get("timestamp_ms")), f.get("data"), int(ms),
         f.get("correlation_id") or None, f.get("causation_id") or None,
     )  # fmt: skip
-    return StoredEvent(*values)
+    return stored_event_of(values)
 
 
 def _number(text: str | None) -> int | str | None:
@@ -103,13 +105,42 @@ class RawRecord(NamedTuple):
     replays: int = 0
 
 
-def read_record(text: str) -> RawRecord:
-    """A delivery record's JSON text, every key (a key the scripts do not write is a TypeError)."""
+#: a compact record begins so (lib.lua acked_text): "ack <first_ms> <acked_ms> <lease_ms> <consumer>"
+ACKED = "ack "
+
+
+def read_record(text: str, event_id: str = "", event_type: str = "") -> RawRecord:
+    """A delivery record's text, every key (a key the scripts do not write is a TypeError). The
+    compact record of a first delivery acked under its lease holds neither the event's id nor
+    its type (the stream entry does): the caller passes them."""
+    if text.startswith(ACKED):
+        first_ms, acked_ms, lease_ms, consumer = text[len(ACKED) :].split(" ", 3)
+        return RawRecord("acked", "", int(acked_ms), consumer, 1, int(first_ms), int(lease_ms),
+                         event_id, event_type, None)  # fmt: skip
     return RawRecord(**json.loads(text))
 
 
-def delivery_record(group: str, entry_id: str, text: str) -> DeliveryRecord:
-    r = read_record(text)
+def leased_records(leases: dict[str, str], records: Container[str]) -> dict[str, RawRecord]:
+    """The first deliveries in flight under their claims' leases (a lease's ids without a record
+    of their own; see lib.lua), by entry id, without the event's id and type (the entry has them)."""
+    found: dict[str, RawRecord] = {}
+    for token, text in leases.items():
+        if token.startswith(("ids:", "left:")):
+            continue
+        first_ms, lease_ms, consumer = text.split(" ", 2)
+        for entry_id in leases.get("ids:" + token, "").split():
+            if entry_id not in records:
+                found[entry_id] = RawRecord("in_flight", token, None, consumer, 1, int(first_ms),
+                                            int(lease_ms), "", "", None)  # fmt: skip
+    return found
+
+
+def needs_entry(text: str) -> bool:
+    """Whether a record's text leaves the event's id and type to the stream entry."""
+    return text.startswith(ACKED)
+
+
+def delivery_record(group: str, entry_id: str, r: RawRecord) -> DeliveryRecord:
     return DeliveryRecord(
         to_position(entry_id), r.event_id, r.event_type, group, r.consumer,
         DeliveryStatus(r.status), int(r.attempts), int(entry_id.partition("-")[0]),

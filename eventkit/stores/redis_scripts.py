@@ -34,6 +34,7 @@ class Scripts:
     move_layout: AsyncScript
     reset_group: AsyncScript
     delete_group: AsyncScript
+    count: AsyncScript
 
     @classmethod
     def register(cls, client: Any) -> Scripts:

@@ -5,7 +5,8 @@ for i = 1, #ARGV do
   if raw then
     redis.call('HDEL', KEYS[4], ARGV[i])
     local d = cjson.decode(raw)
-    local r = load_record(KEYS[2], d.id) or {event_id = ARGV[i], consumer = d.consumer,
+    local raw_r = redis.call('HGET', KEYS[2], d.id)
+    local r = raw_r and decode_record(raw_r, d.fields) or {event_id = ARGV[i], consumer = d.consumer,
       first_ms = now, acked_ms = cjson.null, last_error = cjson.null,
       event_type = field(d.fields, 'event_type') or ''}
     r.status, r.attempts, r.token = 'retrying', 0, ''
