@@ -430,7 +430,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1e4,1e5,1e6,1e7", help="stored events, comma-separated")
     parser.add_argument("--backends", default="sqlite,redis")
     parser.add_argument("--redis-max", default="2e6", help="Redis sizes stop here (memory)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print only; leave RESULTS.md and scale.png (unless --plot)",
+    )
+    parser.add_argument("--plot", type=Path, default=None, help=f"draw here (default {PLOT.name})")
     parser.add_argument("--export-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.export_child:
@@ -458,8 +463,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - began
     print(text)
     print(f"({elapsed:.0f} s)")
-    plot(results, PLOT)
-    print(f"drew {PLOT.relative_to(ROOT)}")
+    drawing = args.plot or (None if args.no_write else PLOT)
+    if drawing is not None:
+        plot(results, drawing)
+        print(f"drew {drawing}")
     if not args.no_write:
         notes = [
             f"- run time: {elapsed / 60:.0f} min on a machine shared with other work (2 cores): "

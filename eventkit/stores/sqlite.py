@@ -8,6 +8,7 @@ Each aiosqlite call is a thread round trip (0.2-0.6 ms on a busy VM), so hot pat
 statements, and appends have their own connection and path (sqlite_append.py): a claim of new events is one INSERT ... SELECT whose trigger moves the group's cursor,
 an ack of a batch is one UPDATE. A DLQ replay of an event trimmed from the
 log meanwhile keeps the DLQ's copy in REVIVED, for that group only: the log is never rewritten.
+Groups, stats and trims keep the counts that make stats O(types + groups) (sqlite_counts.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import secrets
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
-from eventkit.errors import GroupBusyError, GroupNotFoundError, StoreError, StoreUnavailableError
+from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
+from eventkit.records import stored_event_of
+from eventkit.stores import sqlite_counts
 from eventkit.stores.base import (
     EXPIRED_LEASE_ERROR,
     WILDCARD,
@@ -30,7 +32,6 @@ from eventkit.stores.base import (
     DeliveryStatus,
     GroupReset,
     GroupStart,
-    GroupStats,
     NewEvent,
     Stats,
     StoredEvent,
@@ -39,7 +40,6 @@ from eventkit.stores.base import (
     claim_cancel_safe,
     error_boundary,
     now_ms,
-    stats_with_store_block,
 )
 from eventkit.stores.lookup import PayloadValue
 from eventkit.stores.sqlite_file import SQLiteFile
@@ -58,36 +58,25 @@ from eventkit.stores.sqlite_sql import (
     EVENT_COLUMNS,
     EVENT_COLUMNS_BEFORE_CORRELATION,
     EVENTS,
-    FORGET_SETTLED_REVIVED,
-    GROUP_STATS,
-    GROUP_STATS_BEFORE_EXPIRY,
-    GROUP_TYPES,
     GROUPS,
     HELD,
     HELD_ANY,
     IN_JSON,
     LEASE_DUE,
     LEASED_EVENTS,
-    META,
     PENDING,
     PROBE,
-    PROTECTED,
     REDELIVER,
-    RESET_GROUP,
-    RESET_POSITION,
     REVIVE,
     SKIP_TO,
-    START_CURSOR,
-    STORE_TOTALS,
     UNREAD,
-    UNREAD_AFTER,
-    UNSETTLED_COUNTS,
     dlq_where,
     held_params,
     lease_unread_sql,
     limited,
     payload_expression,
     payload_test,
+    time_window,
     types_json,
     where,
 )
@@ -167,6 +156,9 @@ class SQLiteEventStore:
             (f"event_type {IN_JSON}", types_json(event_types)), ("timestamp_ms >= ?", start_ms),
             ("timestamp_ms < ?", end_ms), ("source = ?", source), ("position > ?", after_position),
         )  # fmt: skip
+        if after_position is None and (start_ms is not None or end_ms is not None):
+            bounds, window = time_window(start_ms, end_ms)
+            condition, params = f"{condition} AND {bounds}", [*params, *window]
         sql, params = limited(
             f"SELECT {self._event_columns} FROM {EVENTS} WHERE {condition}", params, limit
         )
@@ -182,7 +174,8 @@ class SQLiteEventStore:
             f"SELECT {self._event_columns} FROM {EVENTS} WHERE event_id {IN_JSON} ORDER BY position"
         )
         return [
-            StoredEvent(*row) for row in await self._file.query(sql, (json.dumps(list(event_ids)),))
+            stored_event_of(row)
+            for row in await self._file.query(sql, (json.dumps(list(event_ids)),))
         ]
 
     async def correlated(self, correlation_id: str) -> list[StoredEvent]:
@@ -219,20 +212,7 @@ class SQLiteEventStore:
     async def ensure_group(
         self, group: str, event_types: Sequence[str], start: GroupStart = "earliest"
     ) -> None:
-        types = list(event_types)
-        async with self._file.transaction() as db:
-            if not await db.execute_fetchall(f"SELECT 1 FROM {GROUPS} WHERE name = ?", (group,)):
-                cursor = 0
-                if start != "earliest":  # just before the first event (publish order) stamped at
-                    # or after start; "latest" (NULL) finds none: after the last event
-                    at = None if start == "latest" else int(start)
-                    [(cursor,)] = await db.execute_fetchall(START_CURSOR, (at,))
-                await db.execute(
-                    f"INSERT INTO {GROUPS} (name, cursor) VALUES (?, ?)", (group, cursor)
-                )
-                types = types or [WILDCARD]  # an empty filter matches every type
-            sql = f"INSERT OR IGNORE INTO {GROUP_TYPES} VALUES (?, ?)"
-            await db.executemany(sql, [(group, t) for t in types])
+        await sqlite_counts.ensure_group(self._file, group, event_types, start)
 
     async def groups(self) -> list[str]:
         return [
@@ -242,25 +222,7 @@ class SQLiteEventStore:
     async def reset_group(
         self, group: str, to: GroupStart, *, force: bool = False, dry_run: bool = False
     ) -> GroupReset:
-        """One transaction: the checks, the counts and the move see the same state."""
-        async with self._file.transaction() as db:
-            params: dict[str, object] = {"group": group, "now": now_ms()}
-            if not await db.execute_fetchall(f"SELECT 1 FROM {GROUPS} WHERE name = :group", params):
-                raise GroupNotFoundError(group)
-            [(in_flight, leased, retrying)] = await db.execute_fetchall(UNSETTLED_COUNTS, params)
-            if leased and not force:
-                raise GroupBusyError(group, leased)
-            cursor = 0
-            if to != "earliest":
-                at = None if to == "latest" else int(to)
-                [(cursor,)] = await db.execute_fetchall(RESET_POSITION, {"at": at})
-            params["cursor"] = cursor
-            [(unread,)] = await db.execute_fetchall(UNREAD_AFTER, params)
-            if not dry_run:
-                for sql in RESET_GROUP:
-                    await db.execute(sql, params)
-                await db.execute(FORGET_SETTLED_REVIVED)
-        return GroupReset(group, cursor, unread, in_flight, retrying)
+        return await sqlite_counts.reset_group(self._file, group, to, force=force, dry_run=dry_run)
 
     async def delete_group(self, group: str) -> bool:
         async with self._file.transaction() as db:
@@ -313,7 +275,12 @@ class SQLiteEventStore:
                 rows = await self._file.query(LEASED_EVENTS, (json.dumps(leased),))
                 claims += [
                     Claim(
-                        StoredEvent(*row), group, consumer, 1, now + lease_ms, f"{prefix}-{row[0]}"
+                        stored_event_of(row),
+                        group,
+                        consumer,
+                        1,
+                        now + lease_ms,
+                        f"{prefix}-{row[0]}",
                     )
                     for row in rows
                 ]
@@ -340,7 +307,7 @@ class SQLiteEventStore:
                 if status == DeliveryStatus.IN_FLIGHT:  # its holder died or hung
                     error = EXPIRED_LEASE_ERROR.format(consumer=holder)
                 token, retried = f"{prefix}-{event[0]}", retried + (attempts > 0)
-                claims.append(Claim(StoredEvent(*event), group, consumer, attempts + 1, deadline,
+                claims.append(Claim(stored_event_of(event), group, consumer, attempts + 1, deadline,
                                     token, error))  # fmt: skip
                 leases.append((consumer, deadline, token, error, group, event[0]))
             if leases:
@@ -371,7 +338,7 @@ class SQLiteEventStore:
         now = now_ms()
         sql = f"UPDATE {DELIVERIES} SET deadline_ms = ? WHERE {HELD} RETURNING deadline_ms"
         rows = await self._file.write_one(sql, (now + lease_ms, *held_params(claim, now)))
-        return claim._replace(lease_deadline_ms=rows[0][0]) if rows else None
+        return claim.with_deadline(rows[0][0]) if rows else None
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         sql = f"""UPDATE {DELIVERIES} SET status = 'retrying', deadline_ms = ?, token = NULL,
@@ -467,45 +434,10 @@ class SQLiteEventStore:
         ]
 
     async def stats(self) -> Stats:
-        # consumers carry an expiry from schema step 3 on (a read-only store may be older)
-        sql = GROUP_STATS if self._file.schema >= 3 else GROUP_STATS_BEFORE_EXPIRY
-        rows = await self._file.query(sql, {"now": now_ms()})
-        keys = ("lag", "in_flight", "dlq", "delivered", "acked", "retried", "consumers")
-        groups = {row[0]: cast(GroupStats, dict(zip(keys, row[1:], strict=True))) for row in rows}
-        [(total, kept)] = await self._file.query(STORE_TOTALS)
-        return stats_with_store_block(self.backend, total, kept, groups)
+        """O(types + groups): from the counts of schema step 6 (sqlite_counts.py)."""
+        return await sqlite_counts.stats(self._file, self.backend)
 
     async def trim(
         self, *, before_ms: int | None = None, max_events: int | None = None
     ) -> TrimResult:
-        check_limit(max_events)
-        removed = kept = 0
-        async with self._file.transaction() as db:
-            newest = []  # the newest event beyond the max_events kept
-            if max_events is not None:
-                sql = f"SELECT position FROM {EVENTS} ORDER BY position DESC LIMIT 1 OFFSET ?"
-                newest = [p for (p,) in await db.execute_fetchall(sql, (max_events,))]
-            old, params = where(("timestamp_ms < ?", before_ms),
-                                 ("position <= ?", newest[0] if newest else None), join=" OR ")  # fmt: skip
-            if params:
-                [(count,)] = await db.execute_fetchall(
-                    f"SELECT COUNT(*) FROM {EVENTS} WHERE {old}", params
-                )
-                await db.execute("DELETE FROM trim_doomed")
-                removed = (await db.execute(
-                    f"INSERT INTO trim_doomed SELECT position FROM {EVENTS} e WHERE ({old}) AND NOT {PROTECTED}",
-                    params)).rowcount  # fmt: skip
-                kept = count - removed
-                doomed = "position IN (SELECT position FROM trim_doomed)"
-                for (group,) in await db.execute_fetchall(f"SELECT name FROM {GROUPS}"):
-                    await db.execute(
-                        f"DELETE FROM {DELIVERIES} WHERE group_name = ? AND {doomed}", (group,)
-                    )
-                await db.execute(f"DELETE FROM {EVENTS} WHERE {doomed}")
-                await db.execute(FORGET_SETTLED_REVIVED)
-            await db.execute(f"INSERT OR REPLACE INTO {META} VALUES ('kept_unacked', ?)", (kept,))
-        if removed:
-            logger.info(
-                "trimmed %d events from %s (%d kept: not yet acked)", removed, self.path, kept
-            )
-        return TrimResult(removed, kept)
+        return await sqlite_counts.trim(self._file, before_ms=before_ms, max_events=max_events)

@@ -20,6 +20,9 @@ DEAD_LETTERS = "dead_letters"
 #: copies of trimmed events that a DLQ replay made deliverable again, per group
 REVIVED = "revived_events"
 META = "meta"
+#: stored events per type at positions up to META's 'counted_to' (schema step 6), so totals and
+#: lags are sums over types and groups, not counts over the log
+TYPE_COUNTS = "type_counts"
 
 EVENT_COLUMNS = """position, event_id, event_type, version, source, timestamp_ms, data,
     published_ms, correlation_id, causation_id"""
@@ -31,6 +34,13 @@ EVENT_COLUMNS_BEFORE_CORRELATION = EVENT_COLUMNS.replace(
 EVENT_COPY = """position INTEGER NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
     version INTEGER NOT NULL, source TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
     data TEXT NOT NULL, published_ms INTEGER NOT NULL"""
+
+SEQUENCE_VALUE = f"COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{EVENTS}'), 0)"
+#: g's passed events counted from the log (once, at schema step 6): O(events)
+PASSED_BY_SCAN = f"""CASE WHEN EXISTS (SELECT 1 FROM {GROUP_TYPES} WHERE group_name = g.name
+    AND event_type = '*') THEN (SELECT COUNT(*) FROM {EVENTS} WHERE position <= g.cursor)
+  ELSE (SELECT COUNT(*) FROM {GROUP_TYPES} t JOIN {EVENTS} e ON e.event_type = t.event_type
+    AND e.position <= g.cursor WHERE t.group_name = g.name) END"""
 
 #: numbered schema steps, applied in order under PRAGMA user_version (never edit a released one)
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -94,6 +104,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         f"""CREATE INDEX events_by_correlation ON {EVENTS} (correlation_id)
             WHERE correlation_id IS NOT NULL""",
     ]),
+    # counts for stats and lag that cost O(types + groups), not O(events): stored events per type
+    # up to META 'counted_to' (appends move it once per batch, trims take their removals off),
+    # and per group the stored events of its filter at or before its cursor (`passed`, moved by
+    # the claim trigger as the cursor moves); computed once here from the log
+    (6, [
+        f"""CREATE TABLE {TYPE_COUNTS} (event_type TEXT PRIMARY KEY, stored INTEGER NOT NULL)
+            WITHOUT ROWID""",
+        f"INSERT INTO {TYPE_COUNTS} SELECT event_type, COUNT(*) FROM {EVENTS} GROUP BY event_type",
+        f"INSERT OR REPLACE INTO {META} VALUES ('counted_to', {SEQUENCE_VALUE})",
+        f"ALTER TABLE {GROUPS} ADD COLUMN passed INTEGER NOT NULL DEFAULT 0",
+        f"UPDATE {GROUPS} AS g SET passed = {PASSED_BY_SCAN}",
+        "DROP TRIGGER deliveries_leased",
+        f"""CREATE TRIGGER deliveries_leased AFTER INSERT ON {DELIVERIES}
+            WHEN NEW.status = 'in_flight' BEGIN
+            UPDATE {GROUPS} SET cursor = MAX(cursor, NEW.position), delivered = delivered + 1,
+            passed = passed + (NEW.position > cursor) WHERE name = NEW.group_name; END""",
+    ]),
 ]  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -107,6 +134,25 @@ LAG = f"""CASE WHEN EXISTS (SELECT 1 FROM {GROUP_TYPES} WHERE group_name = g.nam
   THEN (SELECT COUNT(*) FROM {EVENTS} WHERE position > g.cursor)
   ELSE (SELECT COUNT(*) FROM {GROUP_TYPES} t JOIN {EVENTS} e ON e.event_type = t.event_type
     AND e.position > g.cursor WHERE t.group_name = g.name) END"""
+COUNTED_TO = f"(SELECT value FROM {META} WHERE key = 'counted_to')"
+#: stored events: TYPE_COUNTS, plus the few appended after 'counted_to' (a range of the rowid)
+TOTAL = f"""((SELECT COALESCE(SUM(stored), 0) FROM {TYPE_COUNTS})
+  + (SELECT COUNT(*) FROM {EVENTS} NOT INDEXED WHERE position > {COUNTED_TO}))"""
+
+
+def matching_sql(group: str) -> str:
+    """Stored events of the group's filter (`group`: an SQL expression of its name), from the
+    counts: O(types in the filter), plus an index seek per type for the uncounted tail."""
+    return f"""(CASE WHEN EXISTS (SELECT 1 FROM {GROUP_TYPES} WHERE group_name = {group}
+    AND event_type = '*') THEN {TOTAL}
+  ELSE (SELECT COALESCE(SUM(c.stored), 0) FROM {GROUP_TYPES} t JOIN {TYPE_COUNTS} c
+      ON c.event_type = t.event_type WHERE t.group_name = {group})
+    + (SELECT COUNT(*) FROM {GROUP_TYPES} t JOIN {EVENTS} e ON e.event_type = t.event_type
+      AND e.position > {COUNTED_TO} WHERE t.group_name = {group}) END)"""
+
+
+#: unread events of g from the counts (schema step 6): its filter's stored events less those passed
+LAG_COUNTED = f"({matching_sql('g.name')} - g.passed)"
 PENDING = (
     f"(SELECT COUNT(*) FROM {DELIVERIES} WHERE group_name = g.name AND deadline_ms IS NOT NULL)"
 )
@@ -147,14 +193,31 @@ LEASED_EVENTS = f"""SELECT {EVENT_COLUMNS} FROM {EVENTS}
 #: after a short batch leased every unread event up to :newest (the last position the probe saw,
 #: so nothing published since is skipped): later scans start there, unless the filter changed
 #: or the cursor went back below :seen (where this claim read from) by a group reset meanwhile
-SKIP_TO = f"""UPDATE {GROUPS} SET cursor = MAX(cursor, :newest)
+#: the events of its filter it skips count as passed (none, unless a claim missed some: exact anyway)
+SKIP_TO = f"""UPDATE {GROUPS} SET cursor = MAX(cursor, :newest), passed = passed + (CASE
+    WHEN EXISTS (SELECT 1 FROM {GROUP_TYPES} WHERE group_name = :group AND event_type = '*')
+    THEN (SELECT COUNT(*) FROM {EVENTS} WHERE position > {GROUPS}.cursor AND position <= :newest)
+    ELSE (SELECT COUNT(*) FROM {GROUP_TYPES} t JOIN {EVENTS} e ON e.event_type = t.event_type
+      AND e.position > {GROUPS}.cursor AND e.position <= :newest WHERE t.group_name = :group) END)
   WHERE name = :group AND {FILTER} = :types AND cursor >= :seen"""
 INSERT_EVENT = f"""INSERT INTO {EVENTS} (event_id, event_type, version, source, timestamp_ms, data,
   published_ms, correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (event_id) DO NOTHING"""
 #: the position of an event_id stored before (a publish tried again keeps its first position)
 POSITION_OF = f"SELECT position FROM {EVENTS} WHERE event_id = ?"
-SEQUENCE = f"SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{EVENTS}'), 0)"
+#: the same when neither correlation_id nor causation_id is set (most publishes): two bound
+#: parameters fewer per row, measurably cheaper for a batch (benchmarks/bench_core.py)
+INSERT_EVENT_NARROW = f"""INSERT INTO {EVENTS} (event_id, event_type, version, source, timestamp_ms,
+  data, published_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"""
+SEQUENCE = f"SELECT {SEQUENCE_VALUE}"
+#: bring TYPE_COUNTS up to the last position, in the appending transaction: one range scan of the
+#: rows after 'counted_to' (this batch, and any single appends before it) per batch, not per row
+ADVANCE_COUNTS = [
+    f"""INSERT INTO {TYPE_COUNTS} SELECT event_type, COUNT(*) FROM {EVENTS} NOT INDEXED
+        WHERE position > (SELECT value FROM {META} WHERE key = 'counted_to') GROUP BY event_type
+        ON CONFLICT DO UPDATE SET stored = stored + excluded.stored""",
+    f"UPDATE {META} SET value = {SEQUENCE_VALUE} WHERE key = 'counted_to'",
+]
 #: an old-enough event some group has not acked: unsettled anywhere, or unread by a matching group
 PROTECTED = f"""(e.position IN (SELECT position FROM {DELIVERIES} WHERE deadline_ms IS NOT NULL)
   OR EXISTS (SELECT 1 FROM {GROUPS} g JOIN {GROUP_TYPES} t ON t.group_name = g.name
@@ -230,7 +293,7 @@ UNREAD_AFTER = f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM {GROUP_TYPES}
 RESET_GROUP = [
     f"""DELETE FROM {DELIVERIES} WHERE group_name = :group
         AND (deadline_ms IS NOT NULL OR position > :cursor)""",
-    f"UPDATE {GROUPS} SET cursor = :cursor WHERE name = :group",
+    f"UPDATE {GROUPS} SET cursor = :cursor, passed = :passed WHERE name = :group",
 ]
 #: everything of one group; the last statement says whether there was one
 DELETE_GROUP = [
@@ -250,11 +313,26 @@ _GROUP_STATS = f"""SELECT g.name, {{lag}}, {{pending}},
     (SELECT COUNT(*) FROM {CONSUMERS} WHERE group_name = g.name AND {{live}})
     FROM {GROUPS} g ORDER BY g.name"""
 #: lag, pending, dlq, delivered, acked, retried and live consumers of each group, by name
-GROUP_STATS = _GROUP_STATS.format(lag=LAG, pending=PENDING, live="expires_ms > :now")
+GROUP_STATS = _GROUP_STATS.format(lag=LAG_COUNTED, pending=PENDING, live="expires_ms > :now")
+#: the same on a (read-only) store older than schema step 6: lag counted over the log, O(lag)
+GROUP_STATS_BEFORE_COUNTS = _GROUP_STATS.format(lag=LAG, pending=PENDING, live="expires_ms > :now")
 #: the same on a store older than schema step 3, whose consumers carry no expiry
 GROUP_STATS_BEFORE_EXPIRY = _GROUP_STATS.format(lag=LAG, pending=PENDING, live="1")
-STORE_TOTALS = f"""SELECT (SELECT COUNT(*) FROM {EVENTS}),
+_STORE_TOTALS = f"""SELECT {{total}},
     COALESCE((SELECT value FROM {META} WHERE key = 'kept_unacked'), 0)"""
+STORE_TOTALS = _STORE_TOTALS.format(total=TOTAL)
+STORE_TOTALS_BEFORE_COUNTS = _STORE_TOTALS.format(total=f"(SELECT COUNT(*) FROM {EVENTS})")
+#: stored events of :group's filter (the counts' sum, for a group's passed events at a cursor)
+MATCHING = f"SELECT {matching_sql(':group')}"
+#: events removed by a trim (positions in trim_doomed), per type
+DOOMED_BY_TYPE = f"""SELECT e.event_type, COUNT(*) FROM trim_doomed d
+    JOIN {EVENTS} e ON e.position = d.position GROUP BY e.event_type"""
+UNCOUNT_TRIMMED = f"UPDATE {TYPE_COUNTS} SET stored = stored - ? WHERE event_type = ?"
+#: each group's trimmed events of its filter (:removed, JSON [[type, n], ...]) were all at or
+#: before its cursor (trim keeps what a matching group has not read): no longer passed
+UNPASS_TRIMMED = f"""UPDATE {GROUPS} SET passed = passed - (SELECT COALESCE(SUM(value ->> 1), 0)
+    FROM json_each(:removed) WHERE EXISTS (SELECT 1 FROM {GROUP_TYPES} t
+      WHERE t.group_name = {GROUPS}.name AND t.event_type IN ('*', value ->> 0)))"""
 
 
 # -- building statements ------------------------------------------------------------------
@@ -310,3 +388,15 @@ def dlq_where(
     ids = None if event_ids is None else json.dumps(list(event_ids))
     return where(("group_name = ?", group), (f"event_id {IN_JSON}", ids),
                   (f"event_type {IN_JSON}", types_json(event_types)))  # fmt: skip
+
+
+def time_window(start_ms: int | None, end_ms: int | None) -> tuple[str, list[Any]]:
+    """Positions bounding the events stamped in [start_ms, end_ms), found on events_by_time:
+    the first page of a time filter then reads that range of the log, not the log from its
+    start (ORDER BY position would otherwise scan from position 1). Exact for any timestamps:
+    every event in the window lies between the window's least and greatest position."""
+    stamped, params = where(("timestamp_ms >= ?", start_ms), ("timestamp_ms < ?", end_ms))
+    bounds = f"""position BETWEEN (SELECT MIN(position) FROM {EVENTS} INDEXED BY events_by_time
+        WHERE {stamped}) AND (SELECT MAX(position) FROM {EVENTS} INDEXED BY events_by_time
+        WHERE {stamped})"""
+    return bounds, [*params, *params]
