@@ -13,7 +13,7 @@ from eventkit.clock import datetime_to_ms, ms_to_datetime
 from eventkit.errors import MigrationError, SerializationError, UnsupportedVersionError
 from eventkit.events import BaseEvent, Event, build_event, datetime_fields
 from eventkit.jsontext import REFUSED, dumps, json_safe, parse_object, parse_refused
-from eventkit.records import NewEvent, StoredEvent
+from eventkit.records import NewEvent, StoredEvent, new_event_of
 
 __all__ = ["DECODE_ERRORS", "decode", "decode_lenient", "dumps", "encode", "json_safe",
            "parse_payload"]  # fmt: skip
@@ -66,8 +66,17 @@ def encode(event: BaseEvent) -> NewEvent:
     # a first event's correlation is its own id: not stored again (records.correlation_of reads
     # it back), so publishing outside handlers costs no index entry in a store
     stored_correlation = None if correlation_id == event_id else correlation_id
-    return NewEvent(
-        event_id, event_type, version, source, timestamp_ms, data, stored_correlation, causation_id
+    return new_event_of(
+        (
+            event_id,
+            event_type,
+            version,
+            source,
+            timestamp_ms,
+            data,
+            stored_correlation,
+            causation_id,
+        )
     )
 
 

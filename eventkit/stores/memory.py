@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 
 from eventkit.errors import GroupBusyError, GroupNotFoundError
+from eventkit.records import stored_event_of
 from eventkit.stores.base import (
     EXPIRED_LEASE_ERROR,
     Claim,
@@ -74,8 +75,8 @@ class MemoryEventStore:
             event_id, event_type, version, source, timestamp_ms, data, correlation, cause = new
             stored = by_id.get(event_id)
             if stored is None:  # a repeated id keeps its first position
-                stored = StoredEvent(position, event_id, event_type, version, source, timestamp_ms,
-                                     data, published, correlation, cause)  # fmt: skip
+                stored = stored_event_of((position, event_id, event_type, version, source,
+                                          timestamp_ms, data, published, correlation, cause))  # fmt: skip
                 by_id[event_id] = stored
                 log.append(stored)
                 position += 1
@@ -194,10 +195,9 @@ class MemoryEventStore:
             if delivery.status is DeliveryStatus.IN_FLIGHT:
                 delivery.last_error = EXPIRED_LEASE_ERROR.format(consumer=delivery.consumer)
             claims.append(state.lease(delivery, consumer, now, lease_ms, token))
+        state.schedule(now + lease_ms + 1, tuple(claim.event.position for claim in claims))
         # then unread events after the group's cursor, in publish order
         claims += state.lease_unread(self._log, limit - len(claims), consumer, now, lease_ms, token)
-        # one due entry for the batch: its leases expire together
-        state.schedule(now + lease_ms + 1, tuple(claim.event.position for claim in claims))
         return claims
 
     async def ack(self, claims: Sequence[Claim]) -> int:

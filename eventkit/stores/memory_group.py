@@ -63,16 +63,8 @@ class Delivery:
 #: consumer, attempts, first_delivered_ms, acked_ms, last_error). The garbage collector stops
 #: tracking such tuples, where it would walk every Delivery object ever acked at each full
 #: collection (a tenth of consume+ack in bench_core, growing with history). Made by
-#: acked_row and read by acked_record only.
+#: ConsumerGroup.ack and read by acked_record only.
 AckedRow = tuple[str, str, int, str, int, int, int, "str | None"]
-
-
-def acked_row(delivery: Delivery, acked_ms: int) -> AckedRow:
-    event = delivery.event
-    return (
-        event.event_id, event.event_type, event.published_ms, delivery.consumer,
-        delivery.attempts, delivery.first_delivered_ms, acked_ms, delivery.last_error,
-    )  # fmt: skip
 
 
 def acked_record(group: str, position: int, row: AckedRow) -> DeliveryRecord:
@@ -152,19 +144,24 @@ class ConsumerGroup:
         deadline, in_flight, group = now + lease_ms, DeliveryStatus.IN_FLIGHT, self.name
         deliveries, cursor, end = self.deliveries, self.cursor, len(log)  # locals: per event
         claims: list[Claim] = []
+        positions: list[int] = []
         while wanted and cursor < end:
             stored = log[cursor]
             cursor += 1
             if every_type or stored.event_type in types:
+                position = stored.position
                 # positional: twice as fast as keywords
-                deliveries[stored.position] = Delivery(
+                deliveries[position] = Delivery(
                     stored, consumer, in_flight, now, 1, deadline, token
                 )
                 claims.append(Claim(stored, group, consumer, 1, deadline, token, None))
+                positions.append(position)
                 wanted -= 1
         self.cursor = cursor
-        self.unsettled.update(claim.event.position for claim in claims)
+        self.unsettled.update(positions)
         self.delivered += len(claims)
+        # one due entry for the batch: its leases expire together
+        self.schedule(deadline + 1, tuple(positions))
         return claims
 
     def record(self, position: int) -> DeliveryRecord:
@@ -224,9 +221,13 @@ class ConsumerGroup:
         for claim in claims:
             delivery = held(claim, now)
             if delivery is not None:
-                position = delivery.event.position
+                event = delivery.event
+                position = event.position
                 del deliveries[position]
-                rows[position] = acked_row(delivery, now)
+                rows[position] = (
+                    event.event_id, event.event_type, event.published_ms, delivery.consumer,
+                    delivery.attempts, delivery.first_delivered_ms, now, delivery.last_error,
+                )  # fmt: skip
                 unsettled.discard(position)
                 acked += 1
         self.acked += acked
@@ -238,7 +239,7 @@ class ConsumerGroup:
             return None
         delivery.deadline_ms = now + lease_ms
         self.schedule(delivery.deadline_ms + 1, (delivery.event.position,))
-        return claim._replace(lease_deadline_ms=delivery.deadline_ms)
+        return claim.with_deadline(delivery.deadline_ms)
 
     def release(self, claims: Iterable[Claim], now: int) -> int:
         """Deliverable again at once, and these attempts not counted; how many held their lease."""
