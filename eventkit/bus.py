@@ -11,12 +11,12 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
-from eventkit import codec
-from eventkit.checks import check_name, check_number, event_types_of, group_start_of
-from eventkit.clock import TimeInput, datetime_to_ms, parse_time
+from eventkit import codec, subscribing
+from eventkit.checks import check_name, check_number, event_types_of
+from eventkit.clock import TimeInput, parse_time
 from eventkit.config import EventStoreConfig
-from eventkit.consumer import Consumer, Handler, Subscription, adapt_handler, describe
-from eventkit.errors import BusClosedError, StoreError
+from eventkit.consumer import Consumer, Handler, adapt_handler, describe
+from eventkit.errors import BusClosedError
 from eventkit.events import BaseEvent
 from eventkit.progress import reporting
 from eventkit.replay import replay_log
@@ -26,9 +26,6 @@ from eventkit.stores.base import (
     DeadLetter,
     EventStore,
     GroupReset,
-    GroupStart,
-    NewEvent,
-    matches,
     now_ms,
 )
 
@@ -154,9 +151,9 @@ class EventBus:
         """
         store = self._require_open()
         encoded = codec.encode(event)
-        await self._append(store, (encoded,))
+        await subscribing.append_and_wake(store, self._consumers, (encoded,))
         if self._subscribers:
-            await self._notify((event,))
+            await subscribing.notify(self._subscribers, (event,))
         return encoded.event_id
 
     async def publish_many(self, events: Iterable[BaseEvent]) -> list[str]:
@@ -166,33 +163,10 @@ class EventBus:
         encoded = [codec.encode(e) for e in batch]
         if not encoded:
             return []
-        await self._append(store, encoded)
+        await subscribing.append_and_wake(store, self._consumers, encoded)
         if self._subscribers:
-            await self._notify(batch)
+            await subscribing.notify(self._subscribers, batch)
         return [e.event_id for e in encoded]
-
-    async def _append(self, store: EventStore, encoded: Sequence[NewEvent]) -> None:
-        """Store a batch, then wake the consumers (publishing's one path to the store)."""
-        try:
-            await store.append(encoded)
-        except StoreError:
-            raise
-        except Exception as e:
-            raise StoreError(f"publishing {len(encoded)} events failed: {describe(e)}") from e
-        for consumer in self._consumers.values():
-            consumer.wakeup.set()
-
-    async def _notify(self, events: Sequence[BaseEvent]) -> None:
-        for event in events:
-            for subscriber, types, call in list(self._subscribers.values()):
-                if not matches(event.event_type, types):
-                    continue
-                try:
-                    await call(event, None)
-                except Exception:
-                    logger.exception(
-                        "in-process subscriber %r failed on %s", subscriber, event.event_id
-                    )
 
     # -- in-process subscribers ----------------------------------------------------------------
 
@@ -231,31 +205,19 @@ class EventBus:
             lease_seconds: how long a delivery may run before another member may take it.
         """
         store = self._require_open()
-        types = event_types_of(event_types)
-        check_number("batch_size", batch_size, integer=True, minimum=1, maximum=100_000)
-        check_number("max_retries", max_retries, integer=True, maximum=1_000_000)
-        # a lease of days is a hung handler holding its event: a week is plenty
-        check_number("lease_seconds", lease_seconds, minimum=0.001, maximum=7 * 86_400)
-        check_number("retry_delay", retry_delay, maximum=7 * 86_400)
-        check_number("max_retry_delay", max_retry_delay, maximum=7 * 86_400)
-        check_name("consumer_group", consumer_group)
-        check_name("consumer_name", consumer_name)
-        subscription = Subscription(
-            types, consumer_group, consumer_name, adapt_handler(handler), batch_size,
-            max_retries, lease_seconds, retry_delay, max_retry_delay,
+        subscription = subscribing.subscription_of(
+            event_types, consumer_group, consumer_name, handler, batch_size, max_retries,
+            lease_seconds, retry_delay, max_retry_delay,
         )  # fmt: skip
         sub_id = f"{consumer_group}:{consumer_name}"
         previous = self._consumers.pop(sub_id, None)
         if previous is not None:  # re-subscribing a name replaces it: never two tasks for one name
             await previous.stop(timeout=5.0)
-        await store.ensure_group(consumer_group, types, group_start_of(start))
-        await store.register_consumer(
-            consumer_group, consumer_name, ttl_ms=2 * subscription.lease_ms
-        )
         assert self._config is not None
-        consumer = Consumer(store, subscription, poll_interval=self._config.poll_interval_seconds)
-        self._consumers[sub_id] = consumer
-        consumer.start()
+        poll_interval = self._config.poll_interval_seconds
+        self._consumers[sub_id] = await subscribing.join_group(
+            store, subscription, start, poll_interval
+        )
         return sub_id
 
     async def unsubscribe_persistent(self, subscription_id: str, timeout: float = 5.0) -> None:
@@ -268,11 +230,7 @@ class EventBus:
     async def _stop_consumer(self, consumer: Consumer, timeout: float) -> None:
         await consumer.stop(timeout)
         self._retired_restarts += consumer.restarts
-        sub = consumer.subscription
-        try:
-            await self.store.unregister_consumer(sub.consumer_group, sub.consumer_name)
-        except Exception as e:
-            logger.warning("could not unregister %s: %s", sub.consumer_name, describe(e))
+        await subscribing.leave_group(self.store, consumer)
 
     async def wait_idle(self, consumer_group: str | None = None, timeout: float = 30.0) -> bool:
         """Wait until nothing in the group(s) is unread, in flight or awaiting retry (the DLQ does
@@ -280,32 +238,7 @@ class EventBus:
         store cannot be asked meanwhile: returns within timeout + 1 s whatever the store does."""
         store = self._require_open()
         check_number("timeout", timeout, maximum=10**7)
-        groups = (
-            [check_name("consumer_group", consumer_group)]
-            if consumer_group is not None
-            else sorted({c.subscription.consumer_group for c in self._consumers.values()})
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            left = deadline - loop.time()
-            try:
-                idle = await asyncio.wait_for(store.is_idle(groups), max(left, 0) + 0.5)
-            except (StoreError, TimeoutError) as e:
-                logger.debug("wait_idle could not ask the store: %s", describe(e))
-                idle = False
-            if idle and not self._acks_pending(groups):
-                return True
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(min(0.01, max(0.0, deadline - loop.time())))
-
-    def _acks_pending(self, groups: Sequence[str]) -> bool:
-        return any(
-            c.acks_pending
-            for c in self._consumers.values()
-            if c.subscription.consumer_group in groups
-        )
+        return await subscribing.wait_until_idle(store, consumer_group, timeout, self._consumers)
 
     # -- dead-letter queue --------------------------------------------------------------------
 
@@ -340,7 +273,7 @@ class EventBus:
             event_types=None if event_types is None else event_types_of(event_types),
             event_ids=None if event_ids is None else list(event_ids),
         )
-        self._wake(consumer_group)
+        subscribing.wake(self._consumers, consumer_group)
         return replayed
 
     async def discard_dlq(self, consumer_group: str, event_ids: Sequence[str] | None = None) -> int:
@@ -377,16 +310,10 @@ class EventBus:
         """
         store = self._require_open()
         check_name("consumer_group", consumer_group)
-        target: GroupStart
-        if to == "earliest":
-            target = "earliest"
-        elif to == "latest":
-            target = "latest"
-        else:
-            target = datetime_to_ms(parse_time(to, "to"))
+        target = subscribing.reset_target(to)
         result = await store.reset_group(consumer_group, target, force=force, dry_run=dry_run)
         if not dry_run:
-            self._wake(consumer_group)
+            subscribing.wake(self._consumers, consumer_group)
         return result
 
     async def delete_group(self, consumer_group: str) -> bool:
@@ -400,11 +327,6 @@ class EventBus:
                 del self._consumers[sub_id]
                 await self._stop_consumer(consumer, timeout=5.0)
         return await store.delete_group(consumer_group)
-
-    def _wake(self, consumer_group: str) -> None:
-        for consumer in self._consumers.values():
-            if consumer.subscription.consumer_group == consumer_group:
-                consumer.wakeup.set()
 
     # -- replay -------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Payload JSON texts as flattened, typed ``data.*`` columns: the parsing and dtype half of the frames.
+"""Payload JSON texts as flattened, typed ``data.*`` columns: parsing and converting a page.
 
 pyarrow's JSON reader parses a page of payloads at once (and lets go of the GIL, so the store's
 next page arrives meanwhile); nested objects become dotted columns (``data.metadata.width``). A
@@ -6,75 +6,33 @@ page that pyarrow rejects (a corrupt row, a field whose type changes between row
 row with the standard library instead, and a row that is not a JSON object gets NA data and a
 ``data_error``.
 
-A column's dtype never depends on which rows a frame holds (SPEC §6):
-
-- a payload field that a registered event class declares gets the dtype of its annotation
-  (`DECLARED`; ``X | None`` as X): ``int`` -> ``Int64``, ``float`` -> ``Float64``, ``str`` ->
-  ``string``, ``bool`` -> ``boolean``, ``datetime`` -> ``datetime64[ms, UTC]``, ``list[str]``
-  (``list`` of int, float, str or bool) -> an Arrow list dtype (``list<item: string>[pyarrow]``,
-  zero-copy from the parser, an item reads as a list), other lists, dicts, tuples and sets ->
-  ``object``. Classes that declare ``int`` and ``float`` for one name give ``Float64``; other
-  disagreements, and annotations such as ``Any``, leave the column to its values.
-- any other column (generic events, nested ``data.metadata.*`` keys, fields of old versions) is
-  typed from *every* value the store holds under that name (`StoreKinds`), by `inferred`: only
-  whole numbers -> ``Int64`` (``2160.0`` counts as whole), numbers -> ``Float64``, booleans ->
-  ``boolean``, text -> ``string``, any list -> ``object``; a mix of kinds (``10`` and
-  ``"12 MB"``) -> ``string`` holding each value's JSON text (``"10"``), so nothing is lost; a
-  name whose values are all null -> ``string``.
-- a value that does not fit a declared dtype (``"12 MB"`` for an ``int``, ``2.5`` for an ``int``,
-  text that is not ISO 8601 for a ``datetime``) becomes NA and is counted (`Column.coerced`).
+Which dtype a column gets is decided in `eventkit.frames_dtypes` (the rules are there); the kinds
+of every value the store holds, from which undeclared columns are typed, are kept by
+`eventkit.frames_kinds`. A value that does not fit a declared dtype becomes NA and is counted.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import io
 import json
 import math
-import typing
-import weakref
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from types import NoneType, UnionType
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from eventkit.events import Event, payload_fields
-from eventkit.progress import progress_bar
-from eventkit.records import StoredEvent
-from eventkit.stores.base import EventStore
-from eventkit.versioning import registry
+from eventkit.frames_dtypes import DATA_PREFIX, UTC_MS, Dtype, Target, targets
 
-DATA_PREFIX = "data."
 ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
-UTC_MS = "datetime64[ms, UTC]"
-#: rows per round trip when StoreKinds reads the whole store
-SCAN_PAGE = 50_000
 #: the largest float that converts to int64 exactly enough to count as a whole number
 _INT64_LIMIT = 2.0**63
 
 
 class CoercedValuesWarning(UserWarning):
     """Payload values that do not fit their column's declared dtype became NA."""
-
-
-#: a column's dtype: a pandas dtype name, or a list dtype (Arrow lists, zero-copy from the parser)
-Dtype: TypeAlias = "str | pd.ArrowDtype"
-
-
-class Target(NamedTuple):
-    """What a payload column becomes: a dtype, and whether values that do not fit are NA
-    (declared) or rendered as JSON text (a mixed column typed by its values)."""
-
-    dtype: Dtype
-    declared: bool
-    #: for messages: "int in AssetDiscoveredEvent.file_size" or "its values"
-    origin: str
 
 
 # -- parsing --------------------------------------------------------------------------------------
@@ -274,147 +232,6 @@ def merge_kinds(into: dict[str, set[str]], kinds: Mapping[str, set[str]]) -> Non
         into.setdefault(name, set()).update(found)
 
 
-# -- dtypes ---------------------------------------------------------------------------------------
-
-_SCALARS: dict[Any, str] = {
-    int: "Int64", float: "Float64", str: "string", bool: "boolean", datetime: UTC_MS,
-    "int": "Int64", "float": "Float64", "str": "string", "bool": "boolean", "datetime": UTC_MS,
-}  # fmt: skip
-#: the Arrow item type of a declared list[X]
-_LIST_ITEMS = {"Int64": pa.int64(), "Float64": pa.float64(), "string": pa.string(),
-               "boolean": pa.bool_()}  # fmt: skip
-_CONTAINERS = (list, dict, tuple, set, frozenset)
-_CONTAINER_NAMES = ("list", "dict", "tuple", "set", "frozenset", "List", "Dict", "Tuple", "Set")
-
-
-def _annotation_dtype(hint: Any) -> Dtype | None:
-    """The column dtype of a field annotation; None: left to the values (Any, unions, classes)."""
-    if isinstance(hint, str):  # an annotation get_type_hints could not resolve: its text
-        return _annotation_text_dtype(hint)
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is UnionType:
-        found = {_annotation_dtype(a) for a in typing.get_args(hint) if a is not NoneType}
-        if found == {"Int64", "Float64"}:
-            return "Float64"
-        return found.pop() if len(found) == 1 else None
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return _list_dtype(_annotation_dtype(item) if item in _SCALARS else None)
-    try:
-        if hint in _SCALARS:
-            return _SCALARS[hint]
-    except TypeError:  # an unhashable annotation
-        return None
-    if hint in _CONTAINERS or origin in _CONTAINERS:
-        return "object"
-    return None
-
-
-def _annotation_text_dtype(hint: str) -> Dtype | None:
-    text = hint.strip()
-    if text.startswith("Optional[") and text.endswith("]"):
-        text = text.removeprefix("Optional[").removesuffix("]")
-    parts = [p.strip() for p in text.split("|") if p.strip() != "None"]
-    if len(parts) != 1:
-        return None
-    name = parts[0]
-    if name.startswith(("list[", "List[")):
-        return _list_dtype(_SCALARS.get(name[5:-1].strip()))
-    return _SCALARS.get(name) or ("object" if name.startswith(_CONTAINER_NAMES) else None)
-
-
-def _list_dtype(item: Dtype | None) -> Dtype:
-    """list[int], list[str], ...: an Arrow list of that item type; other lists: object."""
-    kind = _LIST_ITEMS.get(item) if isinstance(item, str) else None
-    return "object" if kind is None else pd.ArrowDtype(pa.list_(kind))
-
-
-def _class_hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # annotations naming something local: their text
-        return {f.name: f.type for f in dataclasses.fields(cls)}
-
-
-_declared: dict[frozenset[str], dict[str, Target]] = {}
-_declared_generation = -1
-
-
-def declared(event_types: Iterable[str]) -> dict[str, Target]:
-    """Column -> dtype of every payload field the registered classes of these event types (any
-    version) declare; worked out again when the registry changes. Only the frame's own types
-    count: a class of another type that happens to share a field name says nothing here."""
-    global _declared_generation
-    if _declared_generation != registry.generation:
-        _declared.clear()
-        _declared_generation = registry.generation
-    key = frozenset(event_types)
-    known = _declared.get(key)
-    if known is None:
-        known = _declared[key] = _declared_by(key)
-    return known
-
-
-def _declared_by(event_types: frozenset[str]) -> dict[str, Target]:
-    found: dict[str, dict[Dtype, str]] = {}  # column -> dtype -> where it is declared
-    for event_type, versions in registry.classes.items():
-        if event_type not in event_types:
-            continue
-        for cls in versions.values():
-            if cls is Event or not dataclasses.is_dataclass(cls):
-                continue
-            hints = _class_hints(cls)
-            for name in sorted(payload_fields(cls)):
-                dtype = _annotation_dtype(hints.get(name))
-                if dtype is not None:
-                    where = f"{_hint_text(hints.get(name))} in {cls.__name__}.{name}"
-                    found.setdefault(DATA_PREFIX + name, {}).setdefault(dtype, where)
-    targets: dict[str, Target] = {}
-    for column, dtypes in found.items():
-        if len(dtypes) == 1:
-            (dtype, where), = dtypes.items()  # fmt: skip
-            targets[column] = Target(dtype, True, where)
-        elif set(dtypes) == {"Int64", "Float64"}:
-            targets[column] = Target("Float64", True, " and ".join(dtypes.values()))
-    return targets
-
-
-def _hint_text(hint: Any) -> str:
-    if isinstance(hint, str) or typing.get_origin(hint) is not None:
-        return str(hint).replace("typing.", "")
-    return getattr(hint, "__name__", None) or str(hint)
-
-
-def inferred(kinds: set[str]) -> Target:
-    """The dtype of an undeclared column from the kinds of all of its values in the store."""
-    if not kinds or kinds == {"str"}:
-        return Target("string", False, "its values")
-    if "list" in kinds:
-        return Target("object", False, "its values")
-    for dtype, allowed in (
-        ("boolean", {"bool"}),
-        ("Int64", {"int"}),
-        ("Float64", {"int", "float"}),
-    ):
-        if kinds <= allowed:
-            return Target(dtype, False, "its values")
-    return Target("string", False, "its values (of mixed kinds, as JSON text)")
-
-
-def targets(
-    columns: Iterable[str], kinds: Mapping[str, set[str]], event_types: Iterable[str]
-) -> dict[str, Target]:
-    """Each column's dtype: declared by a class of one of these types, else from its kinds."""
-    known = declared(event_types)
-    return {c: known.get(c) or inferred(kinds.get(c, set())) for c in columns}
-
-
-def needs_store_kinds(columns: Iterable[str], event_types: Iterable[str]) -> bool:
-    """Whether some column's dtype comes from its values (so from the whole store's values)."""
-    known = declared(event_types)
-    return any(c not in known for c in columns)
-
-
 # -- converting a page's column -------------------------------------------------------------------
 
 
@@ -527,62 +344,3 @@ def _parse_times(texts: pd.Series, present: int) -> tuple[Any, int]:
     """ISO 8601 text (naive = UTC) as UTC milliseconds; anything else is NA and counted."""
     stamps = pd.to_datetime(texts, utc=True, format="ISO8601", errors="coerce")
     return stamps.dt.as_unit("ms").array, present - int(stamps.notna().sum())
-
-
-# -- the kinds of the whole store -----------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class StoreKinds:
-    """The JSON kinds of every value stored under each payload column, read up to `position`.
-
-    One per store object, kept while the store lives, and read on from where it stopped, so a
-    filtered frame reads the whole store once and then only what was appended since. Trimmed
-    events leave their kinds: a column's dtype never narrows while the process runs."""
-
-    position: int | None = None
-    kinds: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-
-    def add(self, kinds: Mapping[str, set[str]], last_position: int) -> None:
-        merge_kinds(self.kinds, kinds)
-        if self.position is None or last_position > self.position:
-            self.position = last_position
-
-
-_STORE_KINDS: weakref.WeakKeyDictionary[EventStore, StoreKinds] = weakref.WeakKeyDictionary()
-
-
-def store_kinds(store: EventStore) -> StoreKinds:
-    kinds = _STORE_KINDS.get(store)
-    if kinds is None:
-        kinds = _STORE_KINDS[store] = StoreKinds()
-    return kinds
-
-
-async def read_store_kinds(store: EventStore, progress: bool = True) -> dict[str, set[str]]:
-    """Bring the store's StoreKinds up to date, reading only events after its position (the
-    next page is read while this one parses)."""
-    known = store_kinds(store)
-    schema: pa.Schema | None = None
-    reading: asyncio.Future[list[StoredEvent]] | None = asyncio.ensure_future(
-        store.read(after_position=known.position, limit=SCAN_PAGE)
-    )
-    with progress_bar(None, "payload dtypes of the whole store", enabled=progress) as bar:
-        try:
-            while reading is not None:
-                page = await reading
-                reading = None
-                if len(page) == SCAN_PAGE:  # there may be more
-                    after = page[-1].position
-                    reading = asyncio.ensure_future(
-                        store.read(after_position=after, limit=SCAN_PAGE)
-                    )
-                if page:
-                    texts = [e.data for e in page]
-                    parsed, schema = await asyncio.to_thread(parse_page, texts, schema)
-                    known.add(parsed.kinds, page[-1].position)
-                    bar.update(len(page))
-        finally:
-            if reading is not None:
-                reading.cancel()
-    return known.kinds
