@@ -136,9 +136,15 @@ class SQLiteEventStore:
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
         """One transaction; see Appender.append (on the loop when safe, else group commit)."""
         published = now_ms()
+        if any(e.correlation_id is not None or e.causation_id is not None for e in events):
+            return await self._file.append([
+                (e.event_id, e.event_type, e.version, e.source, e.timestamp_ms, e.data, published,
+                 e.correlation_id, e.causation_id)
+                for e in events
+            ])  # fmt: skip
+        # the first events of their stories (most publishes): rows without the two NULLs
         return await self._file.append([
-            (e.event_id, e.event_type, e.version, e.source, e.timestamp_ms, e.data, published,
-             e.correlation_id, e.causation_id)
+            (e.event_id, e.event_type, e.version, e.source, e.timestamp_ms, e.data, published)
             for e in events
         ])  # fmt: skip
 

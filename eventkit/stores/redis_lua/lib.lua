@@ -14,7 +14,7 @@ end
 
 -- == a stream entry: its field list is [name, value, ...], append writes names in this order ==
 local FIELDS = {'event_id', 'event_type', 'version', 'source', 'timestamp_ms', 'data',
-  'correlation_id', 'causation_id'}  -- the last two: "" when none; missing in older entries
+  'correlation_id', 'causation_id'}  -- the last two: missing when neither is set
 local FIELD_AT = {}  -- where append puts each value: event_id 2, event_type 4, ..., data 12
 for i, name in ipairs(FIELDS) do FIELD_AT[name] = 2 * i end
 -- an entry's field, by position when it has append's layout, else by name (an entry written by
