@@ -124,20 +124,18 @@ def decode(stored: StoredEvent) -> BaseEvent:
     the consumer dead-letters it at once instead of failing on it forever.
     """
     try:
+        # every field at once: one unpacking instead of eight attribute reads (per delivery)
+        (_, event_id, event_type, version, source, timestamp_ms, text, _, correlation_id,
+         causation_id) = stored  # fmt: skip
         try:  # parse_payload inline: a call less per delivery
-            data = parse_object(stored.data)
+            data = parse_object(text)
         except REFUSED:
             data = _parse_refused(stored)
-        plan = _PLANS.get((stored.event_type, stored.version))  # the lookup inline: per delivery
+        plan = _PLANS.get((event_type, version))  # the lookup inline: per delivery
         if plan is None or plan.generation != _registry.generation:
-            plan = _plan(stored.event_type, stored.version)
-        template, event_id = plan.template, stored.event_id
+            plan = _plan(event_type, version)
+        template = plan.template
         # the common case inline: a complete payload of the current version, nothing to convert
-        source, correlation_id, causation_id = (
-            stored.source,
-            stored.correlation_id,
-            stored.causation_id,
-        )
         if (
             template is not None
             and type(event_id) is str
@@ -156,7 +154,7 @@ def decode(stored: StoredEvent) -> BaseEvent:
             # (the template also holds the five envelope fields, which come from the store)
             if len(attributes) == len(template) and len(data) == len(template) - 5:
                 attributes["event_id"], attributes["source"] = event_id, source
-                attributes["timestamp"] = ms_to_datetime(stored.timestamp_ms)
+                attributes["timestamp"] = ms_to_datetime(timestamp_ms)
                 # an event stored before correlation existed starts its own story
                 attributes["correlation_id"] = correlation_id or event_id
                 attributes["causation_id"] = causation_id
@@ -164,12 +162,12 @@ def decode(stored: StoredEvent) -> BaseEvent:
                 event.__dict__ = attributes
                 return typing.cast(BaseEvent, event)
         return build_event(
-            stored.event_type,
-            stored.version,
+            event_type,
+            version,
             data,
             event_id=event_id,
-            timestamp_ms=stored.timestamp_ms,
-            source=stored.source,
+            timestamp_ms=timestamp_ms,
+            source=source,
             correlation_id=correlation_id,
             causation_id=causation_id,
         )

@@ -279,10 +279,20 @@ class Consumer:
         except TimeoutError:
             pass
 
-    async def _handle_batch(self, claims: Sequence[Claim]) -> None:  # noqa: C901 (the per-event loop, kept in one frame)
-        """Deliver a batch in order: decode, call the handler, then ack or settle. Each handler is
-        bounded by its lease through one LeaseTimer per batch. This loop runs once per event, so
-        it reads its settings into locals and leaves the rare paths to _prepare and _settle."""
+    async def _handle_batch(self, claims: Sequence[Claim]) -> None:
+        """Deliver a batch in order (_deliver_each). Events the handlers create continue the story
+        of the event being handled (HANDLED_EVENT): the loop sets it for each event and it is put
+        back once for the batch, as between two handlers only the loop itself runs."""
+        before_batch = HANDLED_EVENT.set(None)
+        try:
+            await self._deliver_each(claims)
+        finally:
+            HANDLED_EVENT.reset(before_batch)
+
+    async def _deliver_each(self, claims: Sequence[Claim]) -> None:  # noqa: C901 (the per-event loop, kept in one frame)
+        """Decode, call the handler, then ack or settle, event by event. Each handler is bounded
+        by its lease through one LeaseTimer per batch. This loop runs once per event, so it reads
+        its settings into locals and leaves the rare paths to _prepare and _settle."""
         sub, store = self.subscription, self.store
         max_attempts, renew_below = sub.max_attempts, sub.lease_ms // 2
         target, wants_delivery = sub.handler.target, sub.handler.wants_delivery
@@ -313,8 +323,7 @@ class Consumer:
                             continue
                         timer.move_to(claim.lease_deadline_ms)
                         delivery = None
-                        # events the handler creates continue this event's story
-                        handling = HANDLED_EVENT.set(event)
+                        HANDLED_EVENT.set(event)
                         try:
                             if wants_delivery:
                                 delivery = Delivery(claim, store, self._lease_extended)
@@ -340,7 +349,6 @@ class Consumer:
                             continue
                         finally:
                             self._delivery = None
-                            HANDLED_EVENT.reset(handling)
                         self.failed += 1
                         if delivery is not None:
                             claim = delivery.claim
