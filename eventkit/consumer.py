@@ -20,7 +20,14 @@ from eventkit import codec
 from eventkit.clock import now_ms
 from eventkit.errors import SerializationError
 from eventkit.events import HANDLED_EVENT
-from eventkit.handlers import Delivery, Handler, LeaseTimer, adapt_handler
+from eventkit.handlers import (
+    Delivery,
+    Handler,
+    LeaseTimer,
+    adapt_handler,
+    raise_if_cancel_was_swallowed,
+    take_back_cancellation,
+)
 from eventkit.policy import ClaimSize, Outcome, Subscription, Verdict, decide, describe
 from eventkit.records import Claim
 from eventkit.settling import STORE_RETRY_MAX, Settler
@@ -128,9 +135,9 @@ class Consumer:
             try:
                 while not worker.done():
                     await self._heartbeat(heartbeat)
-                    _raise_if_cancel_was_swallowed()
+                    raise_if_cancel_was_swallowed()
                     await asyncio.wait({worker}, timeout=heartbeat)
-                _raise_if_cancel_was_swallowed()
+                raise_if_cancel_was_swallowed()
             except asyncio.CancelledError:  # stop(), or the program ending (asyncio.run)
                 self._stopping = True
                 worker.cancel()
@@ -336,7 +343,7 @@ class Consumer:
                         except asyncio.CancelledError as e:
                             if self._stopping or timer.expired():
                                 raise  # stop() or the lease timer: not the handler's failure
-                            _take_back_cancellation()  # the handler raised it or cancelled itself
+                            take_back_cancellation()  # the handler raised it or cancelled itself
                             failure: BaseException = e
                         except GeneratorExit:
                             raise  # this coroutine is being closed
@@ -407,21 +414,3 @@ class Consumer:
 def _permanent(error: Exception) -> Exception:
     """A decode failure as an error decide() sends to the DLQ at once."""
     return error if isinstance(error, codec.DECODE_ERRORS) else SerializationError(describe(error))
-
-
-def _raise_if_cancel_was_swallowed() -> None:
-    """Python 3.11's wait_for can return a result when its task was cancelled at the moment the
-    awaited call finished, losing the CancelledError (seen at asyncio.run's shutdown with Redis
-    Cluster: the supervisor then restarted its worker and the program never exited). The task
-    still counts the request, so it is honoured here."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def _take_back_cancellation() -> None:
-    """Undo cancel() requests on this task that were not the consumer's (a handler cancelling
-    its own task): they failed one attempt, they must not end the consumer."""
-    task = asyncio.current_task()
-    while task is not None and task.cancelling():
-        task.uncancel()

@@ -137,3 +137,21 @@ class LeaseTimer:
 
     def expired(self) -> bool:
         return self.scope.expired()
+
+
+def raise_if_cancel_was_swallowed() -> None:
+    """Python 3.11's wait_for can return a result when its task was cancelled at the moment the
+    awaited call finished, losing the CancelledError (seen at asyncio.run's shutdown with Redis
+    Cluster: the supervisor then restarted its worker and the program never exited). The task
+    still counts the request, so it is honoured here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def take_back_cancellation() -> None:
+    """Undo cancel() requests on this task that were not the consumer's (a handler cancelling
+    its own task): they failed one attempt, they must not end the consumer."""
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()

@@ -72,6 +72,33 @@ async def test_events_published_inside_handlers_continue_the_story(bus: EventBus
     assert (later.correlation_id, later.causation_id) == (later.event_id, None)
 
 
+async def test_tasks_a_handler_starts_keep_its_event_while_the_batch_goes_on(
+    bus: EventBus,
+) -> None:
+    """A handler's background task publishes after the consumer moved on to later events of the
+    same batch: it still continues the story of the event whose handler started it."""
+    roots = [discovered(i) for i in range(4)]
+    await bus.publish_many(roots)  # one batch: the handlers run one after the other
+    started: list[asyncio.Task[None]] = []
+
+    async def publish_later(asset_id: str) -> None:
+        await asyncio.sleep(0.05)  # the consumer handles the next events meanwhile
+        await bus.publish(_processed(asset_id))
+
+    async def handler(event: BaseEvent) -> None:
+        if event.event_type == "asset.discovered":
+            started.append(asyncio.create_task(publish_later(event.asset_id)))  # type: ignore[attr-defined]
+
+    await bus.subscribe_persistent(["asset.discovered"], "spawner", "w1", handler, batch_size=10)
+    await wait_until(lambda: len(started) == 4)
+    await asyncio.gather(*started)
+    stored = await bus.store.read(event_types=["asset.processed"])
+    by_asset = {decode(s).asset_id: s for s in stored}  # type: ignore[attr-defined]
+    for root in roots:
+        made = by_asset[root.asset_id]
+        assert (correlation_of(made), made.causation_id) == (root.event_id, root.event_id)
+
+
 async def test_a_replay_handler_continues_the_story_of_the_replayed_event(bus: EventBus) -> None:
     root = discovered(3)
     await bus.publish(root)
