@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from eventkit import BaseEvent, create_event
 from eventkit.codec import encode
 from eventkit.events import AssetDiscoveredEvent, WorkflowStartedEvent
 from eventkit.stores.base import NewEvent
+from eventkit.stores.sqlite_sql import MIGRATIONS
 
 T = TypeVar("T")
 
@@ -203,3 +206,16 @@ def kill_redis_server(server: Any) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     server._process = None
+
+
+def schema_file(path: Path, step: int) -> sqlite3.Connection:
+    """A SQLite store file as schema step `step` left it (no later step run), for upgrade tests:
+    an autocommit connection in WAL mode, to write that step's rows with."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode = WAL")
+    for number, statements in MIGRATIONS:
+        if number <= step:
+            for statement in statements:
+                raw.execute(statement)
+    raw.execute(f"PRAGMA user_version = {step}")
+    return raw

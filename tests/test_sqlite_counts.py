@@ -16,11 +16,10 @@ from eventkit.stores.sqlite import SQLiteEventStore
 from eventkit.stores.sqlite_sql import (
     ADVANCE_COUNTS,
     GROUP_STATS_BEFORE_COUNTS,
-    MIGRATIONS,
     SCHEMA_VERSION,
     STORE_TOTALS_BEFORE_COUNTS,
 )
-from tests.helpers import new_events
+from tests.helpers import new_events, schema_file
 
 DISCOVERED, STARTED = "asset.discovered", "workflow.started"
 
@@ -102,13 +101,7 @@ async def test_counts_follow_group_starts_resets_and_deletes(store: SQLiteEventS
 
 async def test_a_step_5_file_gets_its_counts_at_migration(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("PRAGMA journal_mode = WAL")
-        for number, statements in MIGRATIONS:
-            if number <= 5:
-                for statement in statements:
-                    raw.execute(statement)
-        raw.execute("PRAGMA user_version = 5")
+    with schema_file(path, 5) as raw:
         for n in range(1, 11):
             event_type = DISCOVERED if n % 2 else STARTED
             raw.execute(

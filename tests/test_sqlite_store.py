@@ -21,11 +21,10 @@ from eventkit.stores.sqlite import SQLiteEventStore
 from eventkit.stores.sqlite_sql import (
     CORRELATED,
     EVENT_COLUMNS,
-    MIGRATIONS,
     SCHEMA_VERSION,
     payload_test,
 )
-from tests.helpers import new_events
+from tests.helpers import new_events, schema_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,11 +119,7 @@ async def test_schema_version_is_recorded_and_an_existing_file_reopens(tmp_path:
 async def test_a_file_of_schema_1_is_upgraded_and_its_groups_go_on(tmp_path: Path) -> None:
     """Step 2 (claims as one statement, the cursor moved by trigger) on a file written by step 1."""
     path = tmp_path / "old.db"
-    with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("PRAGMA journal_mode = WAL")
-        for statement in MIGRATIONS[0][1]:
-            raw.execute(statement)
-        raw.execute("PRAGMA user_version = 1")
+    with schema_file(path, 1) as raw:
         for n in (1, 2):  # the events the group had read (a cursor never runs ahead of the log)
             raw.execute(f"INSERT INTO events VALUES ({n}, 'old{n}', 'asset.discovered', 1, 's', "
                         "0, '{}', 0)")  # fmt: skip
@@ -153,12 +148,7 @@ async def test_dead_letters_of_a_schema_3_file_read_with_no_replays_then_count_t
 ) -> None:
     """Step 4 (replay counts) on a file whose DLQ was written by step 3, read-only and upgraded."""
     path = tmp_path / "old.db"
-    with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("PRAGMA journal_mode = WAL")
-        for _, statements in MIGRATIONS[:3]:
-            for statement in statements:
-                raw.execute(statement)
-        raw.execute("PRAGMA user_version = 3")
+    with schema_file(path, 3) as raw:
         raw.execute("INSERT INTO events VALUES (1, 'e1', 'asset.discovered', 1, 's', 0, '{}', 0)")
         raw.execute("INSERT INTO consumer_groups (name, cursor, delivered) VALUES ('g', 1, 1)")
         raw.execute("INSERT INTO group_types VALUES ('g', '*')")
@@ -196,13 +186,7 @@ async def test_a_file_of_schema_4_reads_old_events_as_their_own_stories_then_upg
 ) -> None:
     """Step 5 (correlation and causation) on a file whose log and DLQ were written by step 4."""
     path = tmp_path / "old.db"
-    with sqlite3.connect(path, isolation_level=None) as raw:
-        raw.execute("PRAGMA journal_mode = WAL")
-        for number, statements in MIGRATIONS:
-            if number <= 4:
-                for statement in statements:
-                    raw.execute(statement)
-        raw.execute("PRAGMA user_version = 4")
+    with schema_file(path, 4) as raw:
         for n in (1, 2):
             raw.execute(f"""INSERT INTO events VALUES ({n}, 'e{n}', 'asset.processed', 1, 's', 0,
                             '{{"asset_id": "a{n}"}}', 0)""")  # fmt: skip
