@@ -282,7 +282,8 @@ class Consumer:
         if seconds <= 0 or self.wakeup.is_set():
             return
         try:
-            await asyncio.wait_for(self.wakeup.wait(), seconds)
+            async with asyncio.timeout(seconds):  # no task per wait, as wait_for would make
+                await self.wakeup.wait()
         except TimeoutError:
             pass
 

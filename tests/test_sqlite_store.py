@@ -16,7 +16,8 @@ import pytest
 
 from eventkit.codec import decode
 from eventkit.errors import StoreError, StoreUnavailableError
-from eventkit.stores.base import NewEvent
+from eventkit.stores import sqlite_claim
+from eventkit.stores.base import Claim, NewEvent
 from eventkit.stores.sqlite import SQLiteEventStore
 from eventkit.stores.sqlite_sql import (
     CORRELATED,
@@ -425,3 +426,62 @@ async def test_a_read_only_store_refuses_appends(store: SQLiteEventStore) -> Non
             await reader.append(new_events(1))
     finally:
         await reader.close()
+
+
+# -- small claims of new events on the loop when safe (issue 12) --------------------------------
+
+
+def _claim_now(store: SQLiteEventStore, group: str, limit: int) -> list[Claim] | None:
+    """The loop path alone: claims made synchronously, or None where it defers to the thread."""
+    return sqlite_claim.claim_on_loop(store._file, group, "w", limit, 30_000)
+
+
+async def test_a_small_claim_of_new_events_is_made_on_the_loop(store: SQLiteEventStore) -> None:
+    await store.append(new_events(40))
+    await store.ensure_group("g", ["*"])
+    claims = _claim_now(store, "g", sqlite_claim.LOOP_CLAIM_MAX)
+    assert claims is not None
+    assert [c.event.position for c in claims] == list(range(1, sqlite_claim.LOOP_CLAIM_MAX + 1))
+    assert all(c.attempt == 1 and c.consumer_name == "w" for c in claims)
+    # larger claims go through the thread, and go on where the loop's left off
+    assert _claim_now(store, "g", sqlite_claim.LOOP_CLAIM_MAX + 1) is None
+    rest = await store.claim("g", "w", limit=100, lease_ms=30_000)
+    assert [c.event.position for c in rest] == list(range(sqlite_claim.LOOP_CLAIM_MAX + 1, 41))
+    assert await store.ack([*claims, *rest]) == 40
+    stats = (await store.stats())["groups"]["g"]
+    assert (stats["delivered"], stats["acked"], stats["lag"]) == (40, 40, 0)
+    assert _claim_now(store, "g", 10) == []  # caught up: an idle poll on the loop
+
+
+async def test_due_deliveries_and_the_stores_own_writes_send_a_claim_to_the_thread(
+    store: SQLiteEventStore,
+) -> None:
+    await store.append(new_events(3))
+    await store.ensure_group("g", ["*"])
+    [first, *_] = await store.claim("g", "w", limit=3, lease_ms=30_000)
+    assert await store.retry_later(first, due_ms=0, error="boom")
+    assert _claim_now(store, "g", 10) is None  # a retry is due: a transaction, on the thread
+    [retried] = await store.claim("g", "w", limit=1, lease_ms=30_000)
+    assert (retried.event.position, retried.attempt, retried.last_error) == (1, 2, "boom")
+    await store.append(new_events(1))
+    async with store._file.transaction():  # this process writes: the loop must not overtake it
+        assert _claim_now(store, "g", 10) is None
+    [fourth] = _claim_now(store, "g", 10) or []
+    assert fourth.event.position == 4
+
+
+async def test_a_small_claim_blocked_by_another_process_waits_off_the_loop(
+    store: SQLiteEventStore,
+) -> None:
+    await store.append(new_events(5))
+    await store.ensure_group("g", ["*"])
+    holder, release = await _hold_lock(store.path)
+    assert _claim_now(store, "g", 10) is None  # busy at once (nothing leased), not waited for
+    claiming = asyncio.ensure_future(store.claim("g", "w", limit=10, lease_ms=30_000))
+    for _ in range(20):  # the loop keeps running: the claim waits on the writer's thread
+        await asyncio.sleep(0)
+    assert not claiming.done()
+    release.set()
+    await holder
+    assert [c.event.position for c in await claiming] == [1, 2, 3, 4, 5]
+    assert (await store.stats())["groups"]["g"]["in_flight"] == 5

@@ -5,8 +5,9 @@ commit order for every process (never wall-clock text). One writer connection pe
 asyncio.Lock runs one statement or transaction at a time; every write is atomic across processes
 (a single statement, or BEGIN IMMEDIATE). A reader connection serves queries and the idle probe.
 Each aiosqlite call is a thread round trip (0.2-0.6 ms on a busy VM), so hot paths are single
-statements, and appends have their own connection and path (sqlite_append.py): a claim of new events is one INSERT ... SELECT whose trigger moves the group's cursor,
-an ack of a batch is one UPDATE. A DLQ replay of an event trimmed from the
+statements, and appends have their own connection and path (sqlite_append.py), which small
+claims share when that is safe (sqlite_claim.py): a claim of new events is one INSERT ... SELECT
+whose trigger moves the group's cursor, an ack of a batch is one UPDATE. A DLQ replay of an event trimmed from the
 log meanwhile keeps the DLQ's copy in REVIVED, for that group only: the log is never rewritten.
 Groups, stats and trims keep the counts that make stats O(types + groups) (sqlite_counts.py).
 """
@@ -15,17 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from eventkit.errors import GroupNotFoundError, StoreError, StoreUnavailableError
 from eventkit.records import stored_event_of
-from eventkit.stores import sqlite_counts
+from eventkit.stores import sqlite_claim, sqlite_counts
 from eventkit.stores.base import (
-    EXPIRED_LEASE_ERROR,
-    WILDCARD,
     Claim,
     DeadLetter,
     DeliveryRecord,
@@ -46,7 +44,6 @@ from eventkit.stores.sqlite_file import SQLiteFile
 from eventkit.stores.sqlite_sql import (
     CONSUMERS,
     CORRELATED,
-    COUNT_DUE,
     DEAD_LETTER_COLUMNS,
     DEAD_LETTERS,
     DEAD_LETTERS_BEFORE_CORRELATION,
@@ -54,7 +51,6 @@ from eventkit.stores.sqlite_sql import (
     DELETE_GROUP,
     DELIVERIES,
     DELIVERY_COLUMNS,
-    DUE,
     EVENT_COLUMNS,
     EVENT_COLUMNS_BEFORE_CORRELATION,
     EVENTS,
@@ -62,17 +58,12 @@ from eventkit.stores.sqlite_sql import (
     HELD,
     HELD_ANY,
     IN_JSON,
-    LEASE_DUE,
-    LEASED_EVENTS,
     PENDING,
-    PROBE,
     REDELIVER,
     REVIVE,
-    SKIP_TO,
     UNREAD,
     dlq_where,
     held_params,
-    lease_unread_sql,
     limited,
     payload_expression,
     payload_test,
@@ -251,77 +242,14 @@ class SQLiteEventStore:
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
-        """Safe to cancel: what the statements in flight leased is released, not left to expire."""
+        """Small claims of new events on the loop when safe, else through the threads; those are
+        safe to cancel: what the statements in flight leased is released, not left to expire."""
         check_limit(limit)
-        claiming = self._claim(group, consumer, limit, lease_ms)
+        claims = sqlite_claim.claim_on_loop(self._file, group, consumer, limit, lease_ms)
+        if claims is not None:
+            return claims
+        claiming = sqlite_claim.claim(self._file, group, consumer, limit, lease_ms)
         return await claim_cancel_safe(self, claiming, lambda claims: claims)
-
-    async def _claim(self, group: str, consumer: str, limit: int, lease_ms: int) -> list[Claim]:
-        # the probe runs on the reader: an idle poll is a few index seeks and never takes the lock
-        probe = await self._file.query(PROBE, {"group": group, "now": now_ms()})
-        if not probe:
-            raise GroupNotFoundError(group)
-        [(types, due, unread, newest, seen)] = probe
-        if limit == 0 or not (due or unread):
-            return []
-        prefix = secrets.token_hex(8)  # tokens "<random>-<position>": one random draw per batch
-        claims = await self._claim_due(group, consumer, limit, lease_ms, prefix) if due else []
-        wanted = limit - len(claims)
-        if unread and wanted:
-            filter_ = json.loads(types)
-            params = {f"t{i}": t for i, t in enumerate(filter_)}
-            now = now_ms()
-            params.update(group=group, types=types, n=wanted, consumer=consumer, now=now,
-                          deadline=now + lease_ms, prefix=prefix)  # fmt: skip
-            type_count = 0 if WILDCARD in filter_ else len(filter_)
-            leased = [
-                p for (p,) in await self._file.write_one(lease_unread_sql(type_count), params)
-            ]
-            if leased:
-                rows = await self._file.query(LEASED_EVENTS, (json.dumps(leased),))
-                claims += [
-                    Claim(
-                        stored_event_of(row),
-                        group,
-                        consumer,
-                        1,
-                        now + lease_ms,
-                        f"{prefix}-{row[0]}",
-                    )
-                    for row in rows
-                ]
-            if len(leased) < wanted and newest is not None and newest > max(leased, default=0):
-                # caught up, with events of other types after the last one leased: skip them
-                seen = max([seen, *leased])  # where this claim read from
-                await self._file.write_one(
-                    SKIP_TO, {"group": group, "types": types, "newest": newest, "seen": seen}
-                )
-        return claims
-
-    async def _claim_due(
-        self, group: str, consumer: str, limit: int, lease_ms: int, prefix: str
-    ) -> list[Claim]:
-        """Expired leases (their consumer died or hung) and retries whose time has come."""
-        claims: list[Claim] = []
-        async with self._file.transaction() as db:
-            now = now_ms()
-            deadline = now + lease_ms
-            leases, retried = [], 0
-            for *event, attempts, status, holder, error in await db.execute_fetchall(
-                DUE, (group, now, now, limit)
-            ):
-                if status == DeliveryStatus.IN_FLIGHT:  # its holder died or hung
-                    error = EXPIRED_LEASE_ERROR.format(consumer=holder)
-                token, retried = f"{prefix}-{event[0]}", retried + (attempts > 0)
-                claims.append(Claim(stored_event_of(event), group, consumer, attempts + 1, deadline,
-                                    token, error))  # fmt: skip
-                leases.append((consumer, deadline, token, error, group, event[0]))
-            if leases:
-                await db.executemany(LEASE_DUE, leases)
-                await db.execute(
-                    COUNT_DUE, {"group": group, "leased": len(leases), "retried": retried}
-                )
-        return claims
 
     async def ack(self, claims: Sequence[Claim]) -> int:
         sql = f"""UPDATE {DELIVERIES} SET status = 'acked', acked_ms = :now, deadline_ms = NULL,

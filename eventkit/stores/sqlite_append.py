@@ -3,9 +3,9 @@
 Publishing has its own plain sqlite3 connection, because an aiosqlite call is a thread round trip
 (0.1-0.3 ms, more on a loaded machine), three times a small commit's own cost:
 - a lone append (no write of this process in progress, a few small rows) runs on the event loop's
-  thread: see _append_on_loop for why that is safe. It uses busy_timeout 0, so a lock held by
-  another process fails at once (nothing written) instead of blocking the loop; the append then
-  takes the next path;
+  thread: see on_loop for why that is safe (small claims of new events use it too, see
+  sqlite_claim.py). It uses busy_timeout 0, so a lock held by another process fails at once
+  (nothing written) instead of blocking the loop; the append then takes the next path;
 - every other append joins a queue, and one committer task writes the whole queue in one
   transaction on the publishing thread (group commit: concurrent publishers share a commit). Its
   positions come in commit order, as SQLite's write lock hands them out, in every process.
@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +66,8 @@ Row = (
 #: data: a commit of a few pages costs ~30-100 µs; a large one goes through the thread
 LOOP_APPEND_MAX_ROWS = 16
 LOOP_APPEND_MAX_BYTES = 64 * 1024
+#: appends on the loop hold it at most this long before their publisher yields a turn
+LOOP_HOLD_S = 0.001
 #: a background checkpoint after this many commits (an append of n rows counts 1 + n // 32):
 #: roughly the 1,000 WAL pages of SQLite's own wal_autocheckpoint
 CHECKPOINT_EVERY = 200
@@ -105,6 +108,8 @@ class Appender:
         self._commits = 0
         #: a checkpoint copied the whole WAL: the next append restarts it (an fsync), off the loop
         self._wal_restart_due = False
+        #: when appends on the loop started holding it (None: the loop turned since the last one)
+        self._loop_held_since: float | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteEventStore({str(self.path)!r})"
@@ -144,7 +149,10 @@ class Appender:
         keeps its first position). On the loop when that is safe, else by group commit."""
         positions = self._append_on_loop(rows)
         if positions is not None:
-            await asyncio.sleep(0)  # a turn for other tasks: a publishing loop must not starve them
+            if self._loop_held_too_long():
+                await asyncio.sleep(
+                    0
+                )  # a turn for other tasks: a publishing loop must not starve them
             return positions
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._queue.append((rows, future))
@@ -153,39 +161,63 @@ class Appender:
         return await future
 
     def _append_on_loop(self, rows: list[Row]) -> list[int] | None:
-        """The speed trick of publishing: a small append committed on the event loop's thread,
-        or None when it must take the thread (the caller queues it).
-
-        Safe to run on the loop when nothing else of this process writes (the lock is free, no
-        append waits: this one cannot overtake them), the rows are few and small, and no WAL
-        restart (an fsync) is due. Then the commit is a few pages written to the WAL, which
-        synchronous=NORMAL does not fsync, and no checkpoint runs (wal_autocheckpoint = 0). A
-        write lock held by another process is not waited for: busy_timeout is 0 on this
-        connection, so BEGIN IMMEDIATE fails at once, nothing is written, and the caller queues
-        the append for the thread, which waits busy_timeout_ms. The benchmark row "loop lag
-        while publishing one by one" and "publish one by one" against a synchronous sqlite3
-        commit pay for it (benchmarks/bench_core.py).
-        """
-        db = self._publisher
+        """A small append committed on the event loop's thread (see on_loop), or None when it must
+        take the thread (the caller queues it). The benchmark rows "loop lag while publishing one
+        by one" and "publish one by one" against a synchronous sqlite3 commit pay for it
+        (benchmarks/bench_core.py)."""
         if (
-            db is None
-            or self._lock.locked()
-            or self._queue
-            or self._wal_restart_due
-            or len(rows) > LOOP_APPEND_MAX_ROWS
+            len(rows) > LOOP_APPEND_MAX_ROWS
             or sum(len(row[5]) for row in rows) > LOOP_APPEND_MAX_BYTES
         ):
             return None
+        positions = self.on_loop(lambda db: _insert_batches(db, [rows])[0])
+        if positions is not None:
+            self.committed(1 + len(rows) // 8)
+        return positions
+
+    def on_loop(self, work: Callable[[sqlite3.Connection], T | None]) -> T | None:
+        """The speed trick of this store: `work` run at once on the event loop's thread with the
+        publishing connection, or None when it must go through a thread (not safe now, another
+        process holds the write lock, or `work` itself says so by returning None).
+
+        Safe when nothing else of this process writes (the lock is free, no append waits: this
+        cannot overtake them) and no WAL restart (an fsync) is due. Then a small write is a few
+        pages written to the WAL, which synchronous=NORMAL does not fsync, and no checkpoint runs
+        (wal_autocheckpoint = 0): 30-150 µs, against 0.1-0.3 ms for each thread round trip. A
+        write lock held by another process is not waited for: busy_timeout is 0 here, so the
+        statement fails at once, nothing is written, and the caller takes its thread path, which
+        waits busy_timeout_ms. `work` must keep to a few statements of bounded size, and must not
+        let a busy error escape after a statement that wrote (it would be taken for "nothing
+        written")."""
+        db = self._publisher
+        if db is None or self._lock.locked() or self._queue or self._wal_restart_due:
+            return None
         try:
-            [positions] = _insert_batches(db, [rows])
+            return work(db)
         except sqlite3.OperationalError as e:
-            if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if is_busy(e):
                 return None  # rolled back: another process writes; the thread will wait for it
             raise self._error(e) from e
         except sqlite3.Error as e:
             raise self._error(e) from e
-        self.committed(1 + len(rows) // 8)
-        return positions
+
+    def _loop_held_too_long(self) -> bool:
+        """Whether appends on the loop have held it for LOOP_HOLD_S without a turn of the loop.
+
+        A task publishing in a loop must leave other tasks their turn, but a turn of the loop per
+        publish (an epoll call) cost 25 % of publishing one by one here: so a publisher yields
+        once its appends held the loop LOOP_HOLD_S, not after each. A callback scheduled at the
+        first of them notes the loop's next turn (benchmark row "loop lag while publishing one
+        by one" pays for it)."""
+        now = time.perf_counter()
+        if self._loop_held_since is None:
+            self._loop_held_since = now
+            asyncio.get_running_loop().call_soon(self._loop_turned)
+            return False
+        return now - self._loop_held_since > LOOP_HOLD_S
+
+    def _loop_turned(self) -> None:
+        self._loop_held_since = None
 
     async def _commit_queue(self) -> None:
         """Group commit: the queued appends in one transaction per turn, on the publishing
@@ -291,10 +323,25 @@ class Appender:
         return await asyncio.get_running_loop().run_in_executor(executor, call, *args)
 
 
+def is_busy(error: sqlite3.OperationalError) -> bool:
+    """Another connection holds the lock this statement needed (it wrote nothing)."""
+    code = getattr(error, "sqlite_errorcode", 0)  # none when the sqlite3 module raised it
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def text_or_bytes(raw: bytes) -> str | bytes:
+    """Text columns as str, or as bytes when not UTF-8 (a corrupt record: the codec names it)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 def _connect_plain(path: Path) -> sqlite3.Connection:
     """A sqlite3 connection for appends or checkpoints: autocommit, busy_timeout 0 (the thread
     path raises it while it runs), usable from the loop and one helper thread, never at once."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    db.text_factory = text_or_bytes
     for pragma in WRITER_PRAGMAS:
         db.execute(f"PRAGMA {pragma}")
     return db

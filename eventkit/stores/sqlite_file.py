@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from eventkit.errors import StoreError, StoreUnavailableError
-from eventkit.stores.sqlite_append import WRITER_PRAGMAS, Appender, Row
+from eventkit.stores.sqlite_append import WRITER_PRAGMAS, Appender, Row, text_or_bytes
 from eventkit.stores.sqlite_sql import (
     DEAD_LETTERS,
     DELIVERIES,
@@ -32,6 +32,8 @@ from eventkit.stores.sqlite_sql import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SQLiteFile:
@@ -228,6 +230,13 @@ class SQLiteFile:
         except sqlite3.Error as e:
             raise self.error(e) from e
 
+    def on_loop(self, work: Callable[[sqlite3.Connection], list[T] | None]) -> list[T] | None:
+        """`work` on the loop's thread when that is safe, else None (see Appender.on_loop)."""
+        found = self._appender.on_loop(work)
+        if found:
+            self._appender.committed(1 + len(found) // 8)
+        return found
+
     async def write_one(self, sql: str, params: Any = ()) -> list[Any]:
         """One statement, atomic and durable by itself (autocommit), under the writer lock."""
         db = self.connection()
@@ -282,12 +291,5 @@ async def _connect(database: str | Path, *, uri: bool = False) -> aiosqlite.Conn
     if thread is not None:
         thread.daemon = True
     db = await connection
-    db.text_factory = _text_or_bytes
+    db.text_factory = text_or_bytes
     return db
-
-
-def _text_or_bytes(raw: bytes) -> str | bytes:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
