@@ -19,7 +19,7 @@ from eventkit.bus import EventBus
 from eventkit.clock import TimeInput, parse_time
 from eventkit.errors import ConfigError
 from eventkit.frames_dtypes import needs_store_kinds, targets
-from eventkit.frames_kinds import read_store_kinds, store_kinds
+from eventkit.frames_kinds import keep_whole_log_kinds, read_store_kinds, store_kinds
 from eventkit.frames_payload import CoercedValuesWarning, PayloadPage, converted_column, merge_kinds
 
 #: rows read from the store per round trip: large enough that per-page costs vanish
@@ -78,7 +78,7 @@ async def column_kinds(
         merge_kinds(own, page.kinds)
     known = store_kinds(bus.store)
     if complete is not None:
-        known.add(own, complete)
+        await keep_whole_log_kinds(bus.store, own, complete)
     elif needs_store_kinds(own, event_types):
         await read_store_kinds(bus.store, progress)
     merged = {name: set(found) for name, found in known.kinds.items()}

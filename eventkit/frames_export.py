@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eventkit.frames_dtypes import Target, needs_store_kinds, targets
-from eventkit.frames_kinds import read_store_kinds, store_kinds
+from eventkit.frames_kinds import keep_whole_log_kinds, read_store_kinds, store_kinds
 from eventkit.frames_payload import (
     CoercedValuesWarning,
     PayloadPage,
@@ -129,7 +129,7 @@ async def _plan(
             bar.update(len(page))
     known = store_kinds(store)
     if whole and last:
-        known.add(own, last)  # the whole log: its own kinds are the store's
+        await keep_whole_log_kinds(store, own, last)  # the whole log: its kinds are the store's
     elif needs_store_kinds(own, seen_types):
         await read_store_kinds(store, progress)
     kinds = {name: set(found) for name, found in known.kinds.items()}

@@ -118,6 +118,14 @@ class EventStore(Protocol):
         """Make find() on this field use an index, where the backend has them (SQLite: an
         expression index, returned by name); None where find() always scans (memory, Redis)."""
 
+    async def get_note(self, name: str) -> str | None:
+        """The text last kept under `name` by put_note, or None."""
+
+    async def put_note(self, name: str, text: str) -> None:
+        """Keep a small text (JSON) beside the log, for every process that opens the store: what
+        a reader learned from the whole log (frames_kinds: the kinds of payload values), so the
+        next process reads only what came after."""
+
     # -- consumer groups ----------------------------------------------------------------------
 
     async def ensure_group(

@@ -58,6 +58,7 @@ class MemoryEventStore:
         self._groups: dict[str, ConsumerGroup] = {}
         self._next_position = 1
         self._kept_unacked = 0
+        self._notes: dict[str, str] = {}
 
     async def open(self) -> None:
         return None
@@ -135,6 +136,12 @@ class MemoryEventStore:
     async def index_payload_field(self, field_path: str) -> str | None:
         field_parts(field_path)  # a bad path fails here as on every backend
         return None
+
+    async def get_note(self, name: str) -> str | None:
+        return self._notes.get(name)
+
+    async def put_note(self, name: str, text: str) -> None:
+        self._notes[name] = text
 
     # -- consumer groups ----------------------------------------------------------------------
 

@@ -198,6 +198,12 @@ class RedisEventStore:
         field_parts(field_path)  # a bad path fails here as on every backend
         return None
 
+    async def get_note(self, name: str) -> str | None:
+        return cast(str | None, await self._redis.hget(self._keys.notes, name))
+
+    async def put_note(self, name: str, text: str) -> None:
+        await self._redis.hset(self._keys.notes, name, text)
+
     async def get_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
         return await redis_reads.get_events(self._redis, self._keys, event_ids)
 

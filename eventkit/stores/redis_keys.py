@@ -31,6 +31,7 @@ class Keys:
         # counted (1 once `counts` and each group's `seen` are kept: lag without a scan)
         self.meta = f"{self.prefix}:meta"
         self.counts = f"{self.prefix}:counts"  # hash event_type -> entries of it in the stream
+        self.notes = f"{self.prefix}:notes"  # hash name -> text kept for readers (put_note)
 
     def group(self, group: str) -> GroupKeys:
         return GroupKeys(f"{self.prefix}:group:{group}")

@@ -58,6 +58,7 @@ from eventkit.stores.sqlite_sql import (
     HELD,
     HELD_ANY,
     IN_JSON,
+    NOTES,
     PENDING,
     REDELIVER,
     REVIVE,
@@ -203,6 +204,15 @@ class SQLiteEventStore:
         sql = f"CREATE INDEX IF NOT EXISTS {name} ON {EVENTS} ({expression})"
         await self._file.write_one(sql)
         return name
+
+    async def get_note(self, name: str) -> str | None:
+        if self._file.schema < 7:  # a read-only store older than notes has none
+            return None
+        found = await self._file.query(f"SELECT text FROM {NOTES} WHERE name = ?", (name,))
+        return str(found[0][0]) if found else None
+
+    async def put_note(self, name: str, text: str) -> None:
+        await self._file.write_one(f"INSERT OR REPLACE INTO {NOTES} VALUES (?, ?)", (name, text))
 
     # -- consumer groups ----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ first unread events in one INSERT ... SELECT, whose trigger moves the group's cu
 across processes without a transaction spanning several round trips.
 
 A small claim of unread events runs on the event loop's thread (claim_on_loop: probe, lease and
-read in ~0.1 ms), when Appender.on_loop says that is safe: through the writer it takes three
+read in ~0.1 ms), as does the probe of an idle poll, when Appender.on_loop says that is safe: through the writer it takes three
 thread round trips, most of the publish->handler latency of an idle group (benchmarks/bench_core.py
 row "publish->handler latency p50"). Every other claim takes the writer and reader (claim).
 """
@@ -45,20 +45,19 @@ Probe = tuple[str, int, int, int | None, int]
 def claim_on_loop(
     file: SQLiteFile, group: str, consumer: str, limit: int, lease_ms: int
 ) -> list[Claim] | None:
-    """A small claim of unread events, made at once on the loop's thread; None when it must take
-    the thread path (claim): too large, not safe now (Appender.on_loop), or deliveries are due."""
-    if limit > LOOP_CLAIM_MAX:
-        return None
+    """A small claim of unread events, or an idle poll, made at once on the loop's thread; None
+    when it must take the thread path (claim): too large, not safe now (Appender.on_loop), or
+    deliveries are due."""
 
     def work(db: sqlite3.Connection) -> list[Claim] | None:
         probe = db.execute(PROBE, {"group": group, "now": now_ms()}).fetchall()
         if not probe:
             raise GroupNotFoundError(group)
         [(types, due, unread, newest, seen)] = probe
-        if due:
-            return None  # expired leases and retries: a transaction, on the thread
-        if limit == 0 or not unread:
-            return []
+        if limit == 0 or not (due or unread):
+            return []  # an idle poll: a few index seeks
+        if due or limit > LOOP_CLAIM_MAX:
+            return None  # expired leases and retries (a transaction), or a large claim
         lease = UnreadLease(group, consumer, limit, lease_ms, types)
         leased = [p for (p,) in db.execute(lease.sql, lease.params).fetchall()]
         rows = db.execute(LEASED_EVENTS, (json.dumps(leased),)).fetchall() if leased else []

@@ -23,6 +23,8 @@ META = "meta"
 #: stored events per type at positions up to META's 'counted_to' (schema step 6), so totals and
 #: lags are sums over types and groups, not counts over the log
 TYPE_COUNTS = "type_counts"
+#: small texts kept beside the log for readers (EventStore.put_note), from schema step 7
+NOTES = "notes"
 
 EVENT_COLUMNS = """position, event_id, event_type, version, source, timestamp_ms, data,
     published_ms, correlation_id, causation_id"""
@@ -121,6 +123,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             UPDATE {GROUPS} SET cursor = MAX(cursor, NEW.position), delivered = delivered + 1,
             passed = passed + (NEW.position > cursor) WHERE name = NEW.group_name; END""",
     ]),
+    (7, [f"CREATE TABLE {NOTES} (name TEXT PRIMARY KEY, text TEXT NOT NULL) WITHOUT ROWID"]),
 ]  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
