@@ -6,9 +6,10 @@ asyncio.Lock runs one statement or transaction at a time; every write is atomic 
 (a single statement, or BEGIN IMMEDIATE). A reader connection serves queries and the idle probe.
 Each aiosqlite call is a thread round trip (0.2-0.6 ms on a busy VM), so hot paths are single
 statements, and appends have their own connection and path (sqlite_append.py), which small
-claims share when that is safe (sqlite_claim.py): a claim of new events is one INSERT ... SELECT
-whose trigger moves the group's cursor, an ack of a batch is one UPDATE. A DLQ replay of an event trimmed from the
-log meanwhile keeps the DLQ's copy in REVIVED, for that group only: the log is never rewritten.
+claims and idle polls share when that is safe (sqlite_claim.py): a claim of new events is one
+INSERT ... SELECT whose trigger moves the group's cursor, an ack of a batch is one UPDATE. A DLQ
+replay of an event trimmed from the log meanwhile keeps the DLQ's copy in REVIVED, for that group
+only: the log is never rewritten.
 Groups, stats and trims keep the counts that make stats O(types + groups) (sqlite_counts.py).
 """
 

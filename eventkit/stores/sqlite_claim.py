@@ -37,10 +37,6 @@ from eventkit.stores.sqlite_sql import (
 #: few pages); larger ones, made while a backlog lasts, go through the writer's thread
 LOOP_CLAIM_MAX = 16
 
-#: the probe's answer: the group's filter (JSON), whether deliveries are due, whether events are
-#: unread, the newest position stored, and the group's cursor
-Probe = tuple[str, int, int, int | None, int]
-
 
 def claim_on_loop(
     file: SQLiteFile, group: str, consumer: str, limit: int, lease_ms: int
