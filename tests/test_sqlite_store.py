@@ -490,3 +490,46 @@ async def test_a_small_claim_blocked_by_another_process_waits_off_the_loop(
     await holder
     assert [c.event.position for c in await claiming] == [1, 2, 3, 4, 5]
     assert (await store.stats())["groups"]["g"]["in_flight"] == 5
+
+
+def _writes(store: SQLiteEventStore) -> tuple[int, int]:
+    """Rows changed so far by the publishing connection (the loop's) and by the writer."""
+    publisher, writer = store._file._appender._publisher, store._file._writer
+    assert publisher is not None and writer is not None
+    return publisher.total_changes, writer.total_changes
+
+
+async def test_a_short_batch_is_settled_on_the_loop_and_a_long_one_by_the_writer(
+    store: SQLiteEventStore,
+) -> None:
+    # one connection writing keeps its page cache: SQLite drops it once another connection wrote
+    await store.append(new_events(60))
+    await store.ensure_group("g", ["*"])
+    short = await store.claim("g", "w", limit=sqlite_claim.LOOP_CLAIM_MAX, lease_ms=30_000)
+    long = await store.claim("g", "w", limit=44, lease_ms=30_000)
+    publisher, writer = _writes(store)
+    assert await store.ack(short) == sqlite_claim.LOOP_CLAIM_MAX
+    after_short = _writes(store)
+    assert after_short[0] >= publisher + sqlite_claim.LOOP_CLAIM_MAX  # (and the trigger's rows)
+    assert after_short[1] == writer
+    assert await store.ack(long) == 44
+    assert _writes(store)[1] > writer
+    stats = (await store.stats())["groups"]["g"]
+    assert (stats["acked"], stats["in_flight"], stats["lag"]) == (60, 0, 0)
+
+
+async def test_a_short_ack_blocked_by_another_process_waits_off_the_loop(
+    store: SQLiteEventStore,
+) -> None:
+    await store.append(new_events(3))
+    await store.ensure_group("g", ["*"])
+    claims = await store.claim("g", "w", limit=3, lease_ms=30_000)
+    holder, release = await _hold_lock(store.path)
+    acking = asyncio.ensure_future(store.ack(claims))
+    for _ in range(20):  # the loop keeps running: the ack waits on the writer's thread
+        await asyncio.sleep(0)
+    assert not acking.done()
+    release.set()
+    await holder
+    assert await acking == 3
+    assert (await store.stats())["groups"]["g"]["acked"] == 3

@@ -243,12 +243,14 @@ class SQLiteEventStore:
         sql = f"""INSERT INTO {CONSUMERS} (group_name, consumer, expires_ms) SELECT ?, ?, ?
                   WHERE EXISTS (SELECT 1 FROM {GROUPS} WHERE name = ?)
                   ON CONFLICT DO UPDATE SET expires_ms = excluded.expires_ms RETURNING 1"""
-        if not await self._file.write_one(sql, (group, consumer, now_ms() + ttl_ms, group)):
+        if not await self._file.write_one(
+            sql, (group, consumer, now_ms() + ttl_ms, group), small=True
+        ):
             raise GroupNotFoundError(group)
 
     async def unregister_consumer(self, group: str, consumer: str) -> None:
         sql = f"DELETE FROM {CONSUMERS} WHERE group_name = ? AND consumer = ?"
-        await self._file.write_one(sql, (group, consumer))
+        await self._file.write_one(sql, (group, consumer), small=True)
 
     async def claim(
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
@@ -277,18 +279,22 @@ class SQLiteEventStore:
         if not claims:
             return 0
         held = json.dumps([[c.consumer_group, c.event.position, c.token] for c in claims])
-        return len(await self._file.write_one(sql, {"claims": held, "now": now_ms()}))
+        small = len(claims) <= sqlite_claim.LOOP_CLAIM_MAX  # as small as a claim made on the loop
+        return len(await self._file.write_one(sql, {"claims": held, "now": now_ms()}, small=small))
 
     async def extend_lease(self, claim: Claim, lease_ms: int) -> Claim | None:
         now = now_ms()
         sql = f"UPDATE {DELIVERIES} SET deadline_ms = ? WHERE {HELD} RETURNING deadline_ms"
-        rows = await self._file.write_one(sql, (now + lease_ms, *held_params(claim, now)))
+        rows = await self._file.write_one(
+            sql, (now + lease_ms, *held_params(claim, now)), small=True
+        )
         return claim.with_deadline(rows[0][0]) if rows else None
 
     async def retry_later(self, claim: Claim, *, due_ms: int, error: str) -> bool:
         sql = f"""UPDATE {DELIVERIES} SET status = 'retrying', deadline_ms = ?, token = NULL,
                   last_error = ? WHERE {HELD} RETURNING 1"""
-        return bool(await self._file.write_one(sql, (due_ms, error, *held_params(claim, now_ms()))))
+        params = (due_ms, error, *held_params(claim, now_ms()))
+        return bool(await self._file.write_one(sql, params, small=True))
 
     async def dead_letter(self, claim: Claim, *, error: str, traceback: str = "") -> bool:
         now, e = now_ms(), claim.event

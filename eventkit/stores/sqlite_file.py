@@ -237,9 +237,20 @@ class SQLiteFile:
             self._appender.committed(1 + len(found) // 8)
         return found
 
-    async def write_one(self, sql: str, params: Any = ()) -> list[Any]:
-        """One statement, atomic and durable by itself (autocommit), under the writer lock."""
+    async def write_one(self, sql: str, params: Any = (), *, small: bool = False) -> list[Any]:
+        """One statement, atomic and durable by itself (autocommit), under the writer lock.
+
+        A `small` one (a few rows: a heartbeat, the settle of a short batch) runs on the loop when
+        Appender.on_loop says that is safe. Besides the thread round trip, that keeps the
+        publishing connection's page cache: SQLite drops a connection's whole cache once another
+        connection wrote, so an ack through the writer made the next publish read its pages
+        again (benchmark row "publish->handler latency p50": 0.39 -> 0.21 ms here)."""
         db = self.connection()
+        if small:
+            found = self._appender.on_loop(lambda db: db.execute(sql, params).fetchall())
+            if found is not None:
+                self._appender.committed(1 + len(found) // 8)
+                return found
         async with self._lock:
             try:
                 found = list(await db.execute_fetchall(sql, params))
