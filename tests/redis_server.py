@@ -66,6 +66,11 @@ class RedisServer:
             return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.cert}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """The running process's id (to signal it), None while stopped."""
+        return None if self._process is None else self._process.pid
+
     def _args(self) -> list[str]:
         args = [self._binary, "--bind", "127.0.0.1", "--save", "", "--dir", str(self._dir)]
         args += ["--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no"]

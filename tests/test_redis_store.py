@@ -17,10 +17,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from eventkit import BaseEvent, EventBus, EventStoreConfig
 from eventkit.codec import encode
 from eventkit.errors import StoreError, StoreUnavailableError
+from eventkit.stores import redis_client
 from eventkit.stores.base import (
     Claim,
     DeadLetter,
@@ -257,6 +261,41 @@ async def test_redis_down_at_open_raises_store_unavailable_without_the_password(
     with pytest.raises(StoreUnavailableError) as via_bus:
         await bus.initialize()
     assert PASSWORD not in str(via_bus.value)
+
+
+async def test_publishers_beyond_the_pool_wait_their_turn_on_its_connections() -> None:
+    with RedisServer() as server:
+        store = await _opened(server.url)
+        try:
+            batches = [new_events(1) for _ in range(10 * redis_client.POOL_SIZE)]
+            positions = await asyncio.gather(*(store.append(batch) for batch in batches))
+            assert len({p for [p] in positions}) == len(batches)  # none refused, none lost
+            assert len(await store.read()) == len(batches)
+            async with aioredis.Redis.from_url(server.url) as looking:
+                info = await looking.info("clients")
+            # the store's own, and this INFO's: each publisher waited for a free connection
+            assert info["connected_clients"] <= redis_client.POOL_SIZE + 1
+        finally:
+            await store.close()
+
+
+async def test_a_write_the_server_stops_reading_times_out_as_redis_py_says() -> None:
+    with RedisServer() as server:
+        # the store's command client, without its reconnect attempts (each would time out too)
+        client = redis_client._client(f"{server.url}?socket_timeout=0.5", Retry(NoBackoff(), 0))
+        try:
+            await client.ping()  # connected: what follows is the write itself
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGSTOP)  # hung: the socket's buffers fill, then it waits
+            try:
+                async with asyncio.timeout(60):  # a hang fails the test instead of blocking it
+                    with pytest.raises(RedisTimeoutError, match="writing to socket"):
+                        await client.set("big", b"x" * 64_000_000)
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            assert await client.ping()  # a new connection once the server is back
+        finally:
+            await client.aclose()
 
 
 async def test_positions_map_back_to_stream_ids(server: RedisServer) -> None:

@@ -8,6 +8,8 @@ the cluster after a node fails.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -112,7 +114,7 @@ def _client(
 ) -> aioredis.Redis:
     """A client whose pool makes callers wait for one of `connections` (blocking), or else
     opens up to that many (the waiters' pool: one idle consumer holds one connection)."""
-    pool_class = aioredis.BlockingConnectionPool if blocking else aioredis.ConnectionPool
+    pool_class = _WaitingPool if blocking else aioredis.ConnectionPool
     pool = pool_class.from_url(
         url, decode_responses=True, protocol=2, retry=retry,
         retry_on_error=[ConnectionError, TimeoutError], socket_connect_timeout=5,
@@ -121,7 +123,65 @@ def _client(
         # through as lone surrogates, and codec sends that record to the DLQ
         encoding_errors="surrogateescape",
     )  # fmt: skip
+    pool.connection_class = _with_timed_writes(pool.connection_class)
     return aioredis.Redis.from_pool(pool)
+
+
+class _WaitingPool(aioredis.ConnectionPool):
+    """A pool whose callers beyond max_connections wait their turn, as in BlockingConnectionPool,
+    whose condition, timeout and second lock per command cost ~8 % of a publish one by one
+    (benchmarks/bench_core.py row "publish one by one" on redis): here a semaphore, which costs
+    nothing while a connection is free. The pool itself may open twice as many, so a connection
+    whose release redis-py finishes in the background (cancelled meanwhile) never makes it refuse."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        kwargs["max_connections"] = 2 * max_connections
+        super().__init__(*args, **kwargs)
+        self._turns = asyncio.Semaphore(max_connections)
+        self._holding: set[Any] = set()  # connections given out with a turn
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        await self._turns.acquire()
+        try:
+            connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._turns.release()
+            raise
+        self._holding.add(connection)
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        try:
+            await super().release(connection)
+        finally:
+            if connection in self._holding:  # not when redis-py gives back one it failed to set up
+                self._holding.discard(connection)
+                self._turns.release()
+
+
+class _TimedWrites:
+    """A connection whose writes are limited by socket_timeout through asyncio.timeout.
+
+    redis-py limits each write with asyncio.wait_for, which on Python 3.11 makes a task per
+    command: two more turns of the loop, ~12 % of a publish one by one (benchmarks/bench_core.py
+    row "publish one by one" on redis). Replies keep redis-py's own limit (no task there)."""
+
+    socket_timeout: float | None
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        limit, self.socket_timeout = self.socket_timeout, None  # redis-py: no wait_for then
+        try:
+            async with asyncio.timeout(limit):
+                await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except builtins.TimeoutError:  # asyncio's, once redis-py dropped the connection
+            raise TimeoutError("Timeout writing to socket") from None  # redis-py's, as it would
+        finally:
+            self.socket_timeout = limit
+
+
+def _with_timed_writes(connection_class: type) -> type:
+    """connection_class (plain, TLS for rediss://, or a Unix socket) with _TimedWrites."""
+    return type(connection_class.__name__, (_TimedWrites, connection_class), {})
 
 
 def unavailable(url: str, error: BaseException) -> str:
