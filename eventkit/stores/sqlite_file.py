@@ -1,8 +1,9 @@
 """One SQLite file opened as a store: its connections, schema steps and error messages.
 
 One asyncio.Lock orders this process's writes; each is atomic across processes (a single
-statement, or BEGIN IMMEDIATE). The writer (aiosqlite) runs claims, acks and the rarer writes; a
-reader serves queries, which WAL never makes wait for a writer. Every database call of the store
+statement, or BEGIN IMMEDIATE). The writer (aiosqlite) runs large claims and acks and the rarer
+writes (small ones go on the loop with the publishing connection when safe: write_one); a reader
+serves queries, which WAL never makes wait for a writer. Every database call of the store
 goes through query, write_one, transaction or append, which turn sqlite3 errors into eventkit's.
 
 Publishing and the background checkpoints of the WAL are in sqlite_append.py (Appender).
