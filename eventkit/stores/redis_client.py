@@ -129,10 +129,11 @@ def _client(
 
 class _WaitingPool(aioredis.ConnectionPool):
     """A pool whose callers beyond max_connections wait their turn, as in BlockingConnectionPool,
-    whose condition, timeout and second lock per command cost ~8 % of a publish one by one
-    (benchmarks/bench_core.py row "publish one by one" on redis): here a semaphore, which costs
-    nothing while a connection is free. The pool itself may open twice as many, so a connection
-    whose release redis-py finishes in the background (cancelled meanwhile) never makes it refuse."""
+    whose condition, timeout and second lock per command cost a publish one by one several per
+    cent (with _TimedWrites ~10 %: benchmarks/bench_peers.py row "publish 1-by-1" on redis, and
+    RESULTS.md, stop 22): here a semaphore, which costs nothing while a connection is free. The
+    pool itself may open twice as many, so a connection whose release redis-py finishes in the
+    background (cancelled meanwhile) never makes it refuse."""
 
     def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
         kwargs["max_connections"] = 2 * max_connections
@@ -163,8 +164,8 @@ class _TimedWrites:
     """A connection whose writes are limited by socket_timeout through asyncio.timeout.
 
     redis-py limits each write with asyncio.wait_for, which on Python 3.11 makes a task per
-    command: two more turns of the loop, ~12 % of a publish one by one (benchmarks/bench_core.py
-    row "publish one by one" on redis). Replies keep redis-py's own limit (no task there)."""
+    command: two more turns of the loop (see _WaitingPool for what both save). Replies keep
+    redis-py's own limit (no task there)."""
 
     socket_timeout: float | None
 
