@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from eventkit.stores.redis_records import (
     to_entry_id,
     to_position,
 )
+from eventkit.stores.redis_scripts import sources
 from tests.helpers import Recorder, discovered, new_events, wait_until
 from tests.redis_server import RedisServer
 
@@ -310,6 +312,33 @@ async def test_positions_map_back_to_stream_ids(server: RedisServer) -> None:
         assert twice[0] == twice[1] > positions[-1]
         assert await store.append([encode(event)]) == twice[:1]
         assert len(await store.read()) == 6
+    finally:
+        await store.close()
+
+
+async def test_scripts_the_server_forgot_are_loaded_again_by_the_next_call(
+    server: RedisServer,
+) -> None:
+    """SCRIPT FLUSH is what a restart without persistence does to scripts: each call that
+    meets NOSCRIPT loads its script once and runs it, and nothing is written twice."""
+    store = await _opened(server.url)
+    try:
+        await store.ensure_group("g", ["*"])
+        client = aioredis.Redis.from_url(server.url)
+        await client.script_flush()
+        positions = await store.append(new_events(3))  # append.lua (entry.lua only)
+        await client.script_flush()
+        claims = await store.claim("g", "a", limit=10, lease_ms=60_000)  # claim.lua (lib.lua)
+        await client.script_flush()
+        assert await store.ack(claims) == 3
+        assert [c.event.position for c in claims] == positions
+        assert len(await store.read()) == 3
+        shas = [
+            hashlib.sha1(sources()[name].encode()).hexdigest()
+            for name in ("append", "claim", "ack")
+        ]
+        assert await client.script_exists(*shas) == [False, False, True]  # flushed, reloaded
+        await client.aclose()
     finally:
         await store.close()
 

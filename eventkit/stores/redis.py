@@ -73,6 +73,7 @@ from eventkit.stores.redis_keys import (
 )
 from eventkit.stores.redis_records import entry_values, to_position
 from eventkit.stores.redis_scripts import Scripts
+from eventkit.stores.redis_scripts import run as run_script
 
 logger = logging.getLogger(__name__)
 
@@ -401,6 +402,5 @@ class RedisEventStore:
         return await pipelined(self._redis, fill, self._scripts.load)
 
     async def _run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a registered script (redis-py reloads it after a restart: NOSCRIPT)."""
-        self._redis  # noqa: B018 (raises while not open)
-        return await script(keys=keys, args=args)
+        """Run a registered script (loaded again after a restart: NOSCRIPT)."""
+        return await run_script(self._redis, script, keys, args)

@@ -1,6 +1,6 @@
--- Shared by every script (redis_scripts.py puts it in front of each one), and the one place that
--- says what the scripts write: a stream entry's fields, a delivery record's text, a lease, a dead
--- letter, and the counts behind lag.
+-- Shared by every script but append (redis_scripts.py puts entry.lua, then this, in front of each
+-- one), and the one place that says what the scripts write: a delivery record's text, a lease, a
+-- dead letter, and the seen counts behind lag.
 -- Python reads all three in redis_records.py; tests/test_redis_store.py round-trips each writer.
 
 local function now_ms()
@@ -12,9 +12,7 @@ local function chunked(list, fn)
   for i = 1, #list, 1000 do fn(unpack(list, i, math.min(i + 999, #list))) end
 end
 
--- == a stream entry: its field list is [name, value, ...], append writes names in this order ==
-local FIELDS = {'event_id', 'event_type', 'version', 'source', 'timestamp_ms', 'data',
-  'correlation_id', 'causation_id'}  -- the last two: missing when neither is set
+-- == a stream entry: its field list is [name, value, ...], in entry.lua's FIELDS order ==
 local FIELD_AT = {}  -- where append puts each value: event_id 2, event_type 4, ..., data 12
 for i, name in ipairs(FIELDS) do FIELD_AT[name] = 2 * i end
 -- an entry's field, by position when it has append's layout, else by name (an entry written by
@@ -194,20 +192,12 @@ local function id_gt(a, b)
   return tonumber(as) > tonumber(bs)
 end
 
--- == counts behind lag: the namespace's counts hash (event type -> entries in the stream, kept by
--- append and trim) and each group's seen hash (event type -> entries its cursor passed, kept by
--- claim, trim, ensure_group and reset_group); lag = sum over the group's types of the difference.
--- meta's `counted` says both were kept from the start (or rebuilt by count.lua) ==
-local function add_counts(key, tally, sign)
-  for t, n in pairs(tally) do redis.call('HINCRBY', key, t, sign * n) end
-end
+-- == counts behind lag (see entry.lua): each group's seen hash (event type -> entries its cursor
+-- passed, kept by claim, trim, ensure_group and reset_group); lag = sum over the group's types of
+-- counts minus seen ==
 local function tally_types(tally, f)
   local t = field(f, 'event_type') or ''
   tally[t] = (tally[t] or 0) + 1
-end
--- a namespace with no stream and no counts yet is counted from its start
-local function counted_if_empty(stream, counts, meta)
-  if redis.call('EXISTS', stream, counts) == 0 then redis.call('HSET', meta, 'counted', 1) end
 end
 -- seen := counts - `after` (what lies after the cursor, by type): for a cursor just moved
 local function set_seen(seen, counts, after)
