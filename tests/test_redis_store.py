@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from eventkit import BaseEvent, EventBus, EventStoreConfig
+from eventkit import BaseEvent, EventBus, EventStoreConfig, clock
 from eventkit.codec import encode
 from eventkit.errors import StoreError, StoreUnavailableError
 from eventkit.stores import redis_client
@@ -364,6 +364,51 @@ async def test_a_cancelled_claim_leaves_nothing_leased(server: RedisServer) -> N
         assert len(claims) == 3  # released by the cancelled claim, not left to its lease
         assert [c.attempt for c in claims] == [1, 1, 1]  # and not counted as an attempt
     finally:
+        await store.close()
+
+
+async def test_a_blocked_claim_takes_the_entry_that_ends_its_wait_with_a_whole_lease(
+    server: RedisServer,
+) -> None:
+    """The claim runs behind the blocked read on its connection (redis_wait.py): the entry that
+    ends the wait comes back leased from then on, not from when the wait began."""
+    store = await _opened(server.url)
+    try:
+        await store.ensure_group("g", ["*"])
+        waiting = asyncio.ensure_future(
+            store.claim("g", "a", limit=10, lease_ms=2_000, block_ms=3_000)
+        )
+        await asyncio.sleep(0.5)  # blocked
+        published = clock.now_ms()
+        positions = await store.append(new_events(1))
+        claims = await waiting
+        assert [(c.event.position, c.attempt) for c in claims] == [(positions[0], 1)]
+        assert claims[0].lease_deadline_ms >= published + 2_000 - 100  # not 500 ms early
+        assert claims[0].lease_deadline_ms <= clock.now_ms() + 2_000
+        assert await store.ack(claims) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_blocked_claim_on_a_server_that_forgot_its_scripts_still_claims(
+    server: RedisServer,
+) -> None:
+    """NOSCRIPT behind the read: the claim is made again the plain way, which loads it."""
+    store = await _opened(server.url)
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        await store.ensure_group("g", ["*"])
+        waiting = asyncio.ensure_future(
+            store.claim("g", "a", limit=10, lease_ms=60_000, block_ms=3_000)
+        )
+        await asyncio.sleep(0.2)  # blocked, the claim script's EVALSHA queued behind the read
+        await client.script_flush()
+        positions = await store.append(new_events(2))  # loads append.lua again, not claim.lua
+        claims = await waiting
+        assert [c.event.position for c in claims] == positions
+        assert await store.ack(claims) == 2
+    finally:
+        await client.aclose()
         await store.close()
 
 

@@ -248,14 +248,18 @@ async def claim_cancel_safe(
     store: EventStore,
     claiming: Coroutine[Any, Any, R],
     leased: Callable[[R], Sequence[Claim]],
+    stop: Callable[[], Awaitable[None]] | None = None,
 ) -> R:
     """Run a claim so that cancelling its caller loses nothing: once statements or scripts that
-    lease have been sent they run to their end, what they leased is released, then the
-    cancellation goes on. A consumer is stopped by cancelling its claim, maybe more than once."""
+    lease have been sent they run to their end (`stop` hurries them: a blocked read ended), what
+    they leased is released, then the cancellation goes on. A consumer is stopped by cancelling
+    its claim, maybe more than once."""
     task = asyncio.ensure_future(claiming)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
+        if stop is not None:
+            await _through_cancellations(asyncio.ensure_future(stop()))
         result = await _through_cancellations(task)
         claims = [] if result is None else leased(result)
         if claims:

@@ -25,7 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from eventkit.config import check_redis_url, redact_url
 from eventkit.errors import GroupBusyError, GroupNotFoundError, StoreError, StoreUnavailableError
@@ -74,6 +76,7 @@ from eventkit.stores.redis_keys import (
 from eventkit.stores.redis_records import entry_values, to_position
 from eventkit.stores.redis_scripts import Scripts
 from eventkit.stores.redis_scripts import run as run_script
+from eventkit.stores.redis_wait import BlockedRead
 
 logger = logging.getLogger(__name__)
 
@@ -271,26 +274,45 @@ class RedisEventStore:
             return claims
         # nothing now: wait for a new entry after the last one, or the next deadline, whichever first
         # (cancelling this wait is how a consumer stops at once)
-        wait = min(block_ms, MAX_BLOCK_MS, next_due_ms if next_due_ms > 0 else MAX_BLOCK_MS)
-        assert self._waiter is not None
-        await self._waiter.xread({self._keys.events: last_id}, count=1, block=max(1, wait))
+        wait = max(1, min(block_ms, MAX_BLOCK_MS, next_due_ms if next_due_ms > 0 else MAX_BLOCK_MS))
+        waiter = self._waiter
+        if isinstance(waiter, aioredis.Redis):  # one node: the claim goes behind the wait
+            read = BlockedRead(waiter, cast(aioredis.Redis, self._redis), self._keys.events,
+                               last_id, wait)  # fmt: skip
+            return (await self._claim_settled(group, consumer, limit, lease_ms, read))[2]
+        assert waiter is not None
+        await waiter.xread({self._keys.events: last_id}, count=1, block=wait)
         return (await self._claim_settled(group, consumer, limit, lease_ms))[2]
 
     async def _claim_settled(
-        self, group: str, consumer: str, limit: int, lease_ms: int
+        self, group: str, consumer: str, limit: int, lease_ms: int, read: BlockedRead | None = None
     ) -> tuple[str, int, list[Claim]]:
         """_claim_once, safe to cancel: once the script has run, what it leased is released
         rather than left to expire with the lease."""
-        claiming = self._claim_once(group, consumer, limit, lease_ms)
-        return await claim_cancel_safe(self, claiming, lambda result: result[2])
+        claiming = self._claim_once(group, consumer, limit, lease_ms, read)
+        stop = None if read is None else read.unblock
+        return await claim_cancel_safe(self, claiming, lambda result: result[2], stop)
 
     async def _claim_once(
-        self, group: str, consumer: str, limit: int, lease_ms: int
+        self, group: str, consumer: str, limit: int, lease_ms: int, read: BlockedRead | None = None
     ) -> tuple[str, int, list[Claim]]:
-        args = [group, consumer, limit, lease_ms, self._expired_fmt]
+        """The claim script; behind `read`, once that has ended (see redis_wait.py)."""
+        keys, args = claim_keys(self._keys, group), [group, consumer, limit, lease_ms,
+                                                     self._expired_fmt]  # fmt: skip
         deadline = now_ms() + lease_ms  # the client's view: never later than the server's
         try:
-            reply = await self._run(self._scripts.claim, claim_keys(self._keys, group), args)
+            if read is None:
+                reply = await self._run(self._scripts.claim, keys, args)
+            else:
+                try:
+                    reply, ran_ms = await read.then_run(self._scripts.claim, keys, args)
+                    deadline = ran_ms + lease_ms
+                except (
+                    NoScriptError,
+                    RedisConnectionError,
+                    RedisTimeoutError,
+                ):  # the plain claim copes
+                    return await self._claim_once(group, consumer, limit, lease_ms)
         except ResponseError as e:
             if not str(e).startswith("NOGROUP") or group not in self._known:
                 raise GroupNotFoundError(group) from e
