@@ -520,6 +520,28 @@ async def test_a_short_batch_is_settled_on_the_loop_and_a_long_one_by_the_writer
     assert (stats["acked"], stats["in_flight"], stats["lag"]) == (60, 0, 0)
 
 
+async def test_a_process_that_only_consumes_settles_on_the_loop_after_its_checkpoints(
+    store: SQLiteEventStore,
+) -> None:
+    """Claims and acks count towards background checkpoints as appends do; what follows a
+    checkpoint (counts, a WAL restart) must not wait for an append that never comes here."""
+    publisher = SQLiteEventStore(store.path)  # another process's appends, as far as `store` knows
+    await publisher.open()
+    await publisher.append(new_events(3 * CHECKPOINT_EVERY))
+    await publisher.close()
+    await store.ensure_group("g", ["*"])
+    rounds = 2 * CHECKPOINT_EVERY // 3  # a short claim and its ack: 2 commits each
+    for _ in range(rounds):
+        claims = await store.claim("g", "w", limit=3, lease_ms=30_000)
+        assert await store.ack(claims) == 3
+    await store._file._appender.settle()  # noqa: SLF001 - the checkpoint and what follows it
+    claims = await store.claim("g", "w", limit=3, lease_ms=30_000)
+    writer = _writes(store)[1]
+    assert await store.ack(claims) == 3
+    assert _writes(store)[1] == writer  # on the loop, as before the checkpoints
+    assert (await store.stats())["groups"]["g"]["acked"] == 3 * rounds + 3
+
+
 async def test_a_short_ack_blocked_by_another_process_waits_off_the_loop(
     store: SQLiteEventStore,
 ) -> None:

@@ -17,9 +17,9 @@ commits. They were the main cause of the publish->handler tail (benchmarks/RESUL
 that crossed the 1,000-page threshold copied the WAL into the file and fsynced it, 5-40 ms inside
 a publish or a claim. Under steady appends the background checkpoint alone never catches up,
 and the WAL grew for good (bench_scale.py: 16 GB beside a 2 GB store): so after every
-RESTART_EVERY-th checkpoint, the next append goes through the thread, copies what was committed
-meanwhile, and so restarts the WAL (an fsync of its header); see _run_checkpoint for why not after
-each.
+RESTART_EVERY-th checkpoint, this process's writes wait while the publishing thread copies what
+was committed meanwhile and restarts the WAL (an fsync of its header); see _run_checkpoint for
+why not after each.
 
 The store's other writes (claims, acks, transactions on its aiosqlite writer) share the asyncio.Lock
 given to Appender, and report their commits to it (committed), so they count towards checkpoints.
@@ -27,9 +27,9 @@ given to Appender, and report their commits to it (committed), so they count tow
 Counts (schema step 6): a transaction of appends ends by adding the rows after META 'counted_to' to
 TYPE_COUNTS by type and moving 'counted_to' (ADVANCE_COUNTS: one range scan a batch; a trigger per
 row cost publish_many ~8 %). A lone append on the loop is one statement and counts nothing: readers
-add the few rows after 'counted_to' by a range scan, and the append after each background
-checkpoint goes through the thread and advances the counts, so that tail stays short under single
-publishes. Counts roll back with their transaction.
+add the few rows after 'counted_to' by a range scan, and each background checkpoint is followed
+by a write on the publishing thread that advances the counts, so that tail stays short under
+single publishes. Counts roll back with their transaction.
 """
 
 from __future__ import annotations
@@ -111,10 +111,6 @@ class Appender:
         self._checkpoint: asyncio.Task[None] | None = None
         self._commits = 0
         self._checkpoints_since_restart = 0
-        #: after a background checkpoint, the next append goes through the thread and moves the
-        #: counts; when a restart is due it first copies the rest of the WAL and restarts it
-        self._counts_due = False
-        self._wal_restart_due = False
         #: when appends on the loop started holding it (None: the loop turned since the last one)
         self._loop_held_since: float | None = None
 
@@ -186,17 +182,16 @@ class Appender:
         process holds the write lock, or `work` itself says so by returning None).
 
         Safe when nothing else of this process writes (the lock is free, no append waits: this
-        cannot overtake them) and no catch-up after a background checkpoint is due (the counts,
-        and perhaps a WAL restart: an fsync). Then a small write is a few pages written to the
-        WAL, which synchronous=NORMAL does not fsync, and no checkpoint runs (wal_autocheckpoint
-        = 0): 30-150 µs, against 0.1-0.3 ms for each thread round trip. A write lock held by
-        another process is not waited for: busy_timeout is 0 here, so the statement fails at
-        once, nothing is written, and the caller takes its thread path, which waits
-        busy_timeout_ms. `work` must keep to a few statements of bounded size, and must not let a
-        busy error escape after a statement that wrote (it would be taken for "nothing
-        written")."""
+        cannot overtake them; a WAL restart, an fsync, happens under the lock: _run_checkpoint).
+        Then a small write is a few pages written to the WAL, which synchronous=NORMAL does not
+        fsync, and no checkpoint runs (wal_autocheckpoint = 0): 30-150 µs, against 0.1-0.3 ms
+        for each thread round trip. A write lock held by another process is not waited for:
+        busy_timeout is 0 here, so the statement fails at once, nothing is written, and the
+        caller takes its thread path, which waits busy_timeout_ms. `work` must keep to a few
+        statements of bounded size, and must not let a busy error escape after a statement that
+        wrote (it would be taken for "nothing written")."""
         db = self._publisher
-        if db is None or self._lock.locked() or self._queue or self._counts_due:
+        if db is None or self._lock.locked() or self._queue:
             return None
         try:
             return work(db)
@@ -231,15 +226,10 @@ class Appender:
         while self._queue:
             async with self._lock:
                 taken, self._queue = self._queue, []
-                restart, self._wal_restart_due = self._wal_restart_due, False
-                counts, self._counts_due = self._counts_due, False
                 try:
-                    if restart and self._checkpoint is not None:  # one checkpoint at a time
-                        await asyncio.wait({self._checkpoint})
                     results = await self._on_thread(
-                        self._publishing, self._insert_on_thread, [r for r, _ in taken],
-                        restart, counts,
-                    )  # fmt: skip
+                        self._publishing, self._insert_on_thread, [r for r, _ in taken]
+                    )
                 except BaseException as e:  # the thread is gone (closed); or cancelled
                     results = [e] * len(taken)
                     if not isinstance(e, Exception):
@@ -258,27 +248,16 @@ class Appender:
                 else:
                     future.set_result(result)
 
-    def _insert_on_thread(
-        self, batches: list[list[Row]], restart: bool, counts: bool
-    ) -> list[list[int] | BaseException]:
+    def _insert_on_thread(self, batches: list[list[Row]]) -> list[list[int] | BaseException]:
         """All batches in one transaction, waiting busy_timeout_ms for another process's lock;
-        if it fails, each on its own, so one publisher's error is not every publisher's.
-
-        With `restart`, first checkpoint the frames written since the background checkpoint, so
-        that this write finds the WAL fully copied and restarts it from its start (SQLite does
-        that only then; without it the WAL would grow for as long as writes keep coming). With
-        `counts`, bring the counts up to this write (single appends on the loop count nothing)."""
+        if it fails, each on its own, so one publisher's error is not every publisher's."""
         db = self._publisher
         if db is None:
             return [self._error(sqlite3.ProgrammingError("closed"))] * len(batches)
-        if restart:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         try:
             try:
                 results: list[list[int] | BaseException] = list(_insert_batches(db, batches))
-                if counts:
-                    _advance_counts(db)
                 return results
             except sqlite3.Error as e:
                 if len(batches) == 1:
@@ -312,17 +291,32 @@ class Appender:
             return
         if busy or log == 0:
             return
-        # Under steady appends commits land while this copies, and the WAL restarts only once
-        # all of it is in the file: the next append copies the rest on the thread, then restarts
-        # it. That copy and its fsyncs hold that append ~3 ms, a quarter of publishing one by
-        # one's time when it came after every checkpoint; so only every RESTART_EVERY-th. After a
-        # checkpoint that nothing followed (self._commits still 0) the next write would restart
-        # the WAL wherever it runs: the thread's path keeps that fsync off the loop.
-        self._counts_due = True
+        # Under steady writes commits land while this copies, and the WAL restarts only once all
+        # of it is in the file: copying the rest and its fsyncs hold this process's writes ~3 ms,
+        # a quarter of publishing one by one's time when it came after every checkpoint; so only
+        # every RESTART_EVERY-th. After a checkpoint that nothing followed (self._commits still
+        # 0) the next write would restart the WAL wherever it ran: this one, on the thread, keeps
+        # that fsync off the loop.
         self._checkpoints_since_restart += 1
-        if self._commits == 0 or self._checkpoints_since_restart >= RESTART_EVERY:
+        restart = self._commits == 0 or self._checkpoints_since_restart >= RESTART_EVERY
+        if restart:
             self._checkpoints_since_restart = 0
-            self._wal_restart_due = True
+        try:
+            async with self._lock:  # this process's writes wait (appends queue for one commit)
+                await self._on_thread(self._publishing, self._catch_up, restart)
+        except (StoreError, RuntimeError) as e:  # closed meanwhile
+            logger.debug("no catch-up after the checkpoint of %s: %s", self.path, e)
+
+    def _catch_up(self, restart: bool) -> None:
+        """After a background checkpoint: the counts brought up to date (single appends on the
+        loop count nothing), in a write that restarts the WAL when `restart` first copied the
+        frames written since (SQLite restarts it only once all are in the file)."""
+        db = self._publisher
+        if db is None:
+            return
+        if restart:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _advance_counts(db)
 
     def _checkpoint_now(self) -> tuple[int, int, int]:
         """PASSIVE: copies what it can without waiting for any lock, while others go on."""
