@@ -17,9 +17,9 @@ commits. They were the main cause of the publish->handler tail (benchmarks/RESUL
 that crossed the 1,000-page threshold copied the WAL into the file and fsynced it, 5-40 ms inside
 a publish or a claim. Under steady appends the background checkpoint alone never catches up,
 and the WAL grew for good (bench_scale.py: 16 GB beside a 2 GB store): so after every
-RESTART_EVERY-th checkpoint, this process's writes wait while the publishing thread copies what
-was committed meanwhile and restarts the WAL (an fsync of its header); see _run_checkpoint for
-why not after each.
+checkpoint that finds RESTART_FRAMES in the WAL, this process's writes wait while the publishing
+thread copies what was committed meanwhile and restarts the WAL (an fsync of its header); see
+_run_checkpoint for why not after each.
 
 The store's other writes (claims, acks, transactions on its aiosqlite writer) share the asyncio.Lock
 given to Appender, and report their commits to it (committed), so they count towards checkpoints.
@@ -72,9 +72,11 @@ LOOP_HOLD_S = 0.001
 #: a background checkpoint after this many commits (an append of n rows counts 1 + n // 32):
 #: roughly the 1,000 WAL pages of SQLite's own wal_autocheckpoint
 CHECKPOINT_EVERY = 200
-#: the WAL restarts after this many background checkpoints that ran while commits kept coming
-#: (each restart holds one append ~3-5 ms: see _run_checkpoint); the WAL stays below ~25 MB
-RESTART_EVERY = 4
+#: the WAL restarts once a background checkpoint finds this many frames in it, or nothing
+#: committed while it ran: each restart holds this process's writes ~3-5 ms (see _run_checkpoint).
+#: With what lands meanwhile the file stays near 20 MB; past 4,096 frames each page read probes
+#: one more of the WAL index's hash tables
+RESTART_FRAMES = 3_000
 #: pragmas of every connection that writes; checkpoints run in the background instead
 WRITER_PRAGMAS = ["journal_mode = WAL", "synchronous = NORMAL", "wal_autocheckpoint = 0"]
 
@@ -110,7 +112,6 @@ class Appender:
         self._checkpointing: ThreadPoolExecutor | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._commits = 0
-        self._checkpoints_since_restart = 0
         #: when appends on the loop started holding it (None: the loop turned since the last one)
         self._loop_held_since: float | None = None
 
@@ -294,13 +295,10 @@ class Appender:
         # Under steady writes commits land while this copies, and the WAL restarts only once all
         # of it is in the file: copying the rest and its fsyncs hold this process's writes ~3 ms,
         # a quarter of publishing one by one's time when it came after every checkpoint; so only
-        # every RESTART_EVERY-th. After a checkpoint that nothing followed (self._commits still
-        # 0) the next write would restart the WAL wherever it ran: this one, on the thread, keeps
-        # that fsync off the loop.
-        self._checkpoints_since_restart += 1
-        restart = self._commits == 0 or self._checkpoints_since_restart >= RESTART_EVERY
-        if restart:
-            self._checkpoints_since_restart = 0
+        # once the WAL holds RESTART_FRAMES. After a checkpoint that nothing followed
+        # (self._commits still 0) the next write would restart the WAL wherever it ran: this
+        # one, on the thread, keeps that fsync off the loop.
+        restart = self._commits == 0 or log >= RESTART_FRAMES
         try:
             async with self._lock:  # this process's writes wait (appends queue for one commit)
                 await self._on_thread(self._publishing, self._catch_up, restart)
