@@ -336,9 +336,8 @@ def environment(
         f"- command: `{command}` ({seconds / 60:.1f} min in all)",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} CPUs, {platform.machine()}, {platform.system()} "
-        f"{platform.release()}; **the 2 cores were shared with other engineers' work during the "
-        f"run** (benchmarks and tests of their own), so absolute figures are low and noisy: read "
-        f"the ratios, taken within a round",
+        f"{platform.release()}, a virtual machine whose speed drifts with its host's load (the "
+        f"same code runs up to ~40 % apart across hours): read the ratios, taken within a round",
         f"- Python {platform.python_version()} for eventkit and every peer (one venv each), "
         f"SQLite {sqlite3.sqlite_version}, redis-server {redis_version} (`--save '' "
         f"--appendonly no`, flushed between runs)",

@@ -489,8 +489,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
         print(f"drew {drawing}")
     if not args.no_write:
         notes = [
-            f"- run time: {elapsed / 60:.0f} min on a machine shared with other work (2 cores): "
-            "single figures, not medians of runs; read ratios, not absolute values",
+            f"- run time: {elapsed / 60:.0f} min on a 2-core virtual machine whose speed drifts "
+            "with its host's load: single figures, not medians of runs; read ratios, not absolute "
+            "values",
             "- each size is a fresh store filled through its own append; groups subscribe to "
             f"`{EVENT_TYPE}`; costs are medians of {PUBLISH_BATCHES}-{IDLE_CLAIMS} calls",
             f"- plot: `benchmarks/{PLOT.name}`",
