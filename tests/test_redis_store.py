@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -41,6 +42,7 @@ from eventkit.stores.redis_records import (
     SEQ_BITS,
     RawRecord,
     dead_letter,
+    entry_values,
     leased_records,
     needs_entry,
     read_record,
@@ -386,6 +388,36 @@ async def test_a_blocked_claim_takes_the_entry_that_ends_its_wait_with_a_whole_l
         assert claims[0].lease_deadline_ms >= published + 2_000 - 100  # not 500 ms early
         assert claims[0].lease_deadline_ms <= clock.now_ms() + 2_000
         assert await store.ack(claims) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_blocked_claim_cancelled_after_it_claimed_releases_what_it_leased(
+    server: RedisServer,
+) -> None:
+    """The race a stopping consumer can meet: the claim behind the read has already run on the
+    server when the wait is cancelled. Its reply is read after all and what it leased released:
+    the next consumer gets the event as a first attempt, not after the lease runs out."""
+    namespace = _namespace()
+    store = await _opened(server.url, namespace)
+    try:
+        await store.ensure_group("g", ["*"])
+        waiting = asyncio.ensure_future(
+            store.claim("g", "a", limit=10, lease_ms=60_000, block_ms=3_000)
+        )
+        await asyncio.sleep(0.2)  # blocked, the claim queued behind the read
+        keys = Keys(namespace)
+        with redis.Redis.from_url(server.url) as publisher:  # blocks this loop: no reply is read
+            publisher.eval(sources()["append"], 4, keys.events, keys.ids, keys.counts,
+                           keys.meta, *entry_values([encode(discovered(1))]))  # fmt: skip
+            [(_, [(entry_id, _)])] = publisher.xread({keys.events: "0"})
+        waiting.cancel()  # the server claimed for "a", its reply unread
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        claims = await store.claim("g", "b", limit=10, lease_ms=60_000)
+        assert [(to_entry_id(c.event.position), c.attempt) for c in claims] == [
+            (entry_id.decode(), 1)
+        ]
     finally:
         await store.close()
 
