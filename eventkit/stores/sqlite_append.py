@@ -112,6 +112,8 @@ class Appender:
         self._checkpointing: ThreadPoolExecutor | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._commits = 0
+        #: appends on the loop since the counts were last brought up to date (they count nothing)
+        self._uncounted = False
         #: when appends on the loop started holding it (None: the loop turned since the last one)
         self._loop_held_since: float | None = None
 
@@ -174,6 +176,7 @@ class Appender:
             return None
         positions = self.on_loop(lambda db: _insert_batches(db, [rows])[0])
         if positions is not None:
+            self._uncounted = True
             self.committed(1 + len(rows) // 8)
         return positions
 
@@ -299,6 +302,8 @@ class Appender:
         # (self._commits still 0) the next write would restart the WAL wherever it ran: this
         # one, on the thread, keeps that fsync off the loop.
         restart = self._commits == 0 or log >= RESTART_FRAMES
+        if not restart and not self._uncounted:
+            return
         try:
             async with self._lock:  # this process's writes wait (appends queue for one commit)
                 await self._on_thread(self._publishing, self._catch_up, restart)
@@ -314,7 +319,8 @@ class Appender:
             return
         if restart:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        _advance_counts(db)
+        if _advance_counts(db):  # under the lock: no append on the loop meanwhile
+            self._uncounted = False
 
     def _checkpoint_now(self) -> tuple[int, int, int]:
         """PASSIVE: copies what it can without waiting for any lock, while others go on."""
@@ -374,17 +380,20 @@ def _insert_batches(db: sqlite3.Connection, batches: Sequence[list[Row]]) -> lis
     return positions
 
 
-def _advance_counts(db: sqlite3.Connection) -> None:
-    """ADVANCE_COUNTS in a transaction of its own; a lock held elsewhere skips it (next time)."""
+def _advance_counts(db: sqlite3.Connection) -> bool:
+    """ADVANCE_COUNTS in a transaction of its own; a lock held elsewhere skips it (False: next
+    time)."""
     try:
         db.execute("BEGIN IMMEDIATE")
         for sql in ADVANCE_COUNTS:
             db.execute(sql)
         db.execute("COMMIT")
+        return True
     except sqlite3.OperationalError as e:
         if db.in_transaction:
             db.execute("ROLLBACK")
         logger.debug("counts of %s not advanced: %s", db, e)
+        return False
 
 
 def _insert(db: sqlite3.Connection, rows: list[Row]) -> list[int]:
