@@ -50,9 +50,10 @@ from eventkit.stores.redis_records import (
     to_entry_id,
     to_position,
 )
-from eventkit.stores.redis_scripts import sources
+from eventkit.stores.redis_scripts import Scripts, sources
+from eventkit.stores.redis_wait import BlockedRead
 from tests.helpers import Recorder, discovered, new_events, wait_until
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "s3cret-Pa55word"
@@ -420,6 +421,59 @@ async def test_a_blocked_claim_cancelled_after_it_claimed_releases_what_it_lease
         ]
     finally:
         await store.close()
+
+
+async def test_a_user_refused_client_commands_still_gets_blocked_claims(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that denies CLIENT (CLIENT ID, CLIENT UNBLOCK): the store waits, then claims, as
+    on a cluster, instead of failing each claim; and a stop still ends the wait at once."""
+    caplog.set_level(logging.INFO, logger="eventkit")
+    admin = aioredis.Redis.from_url(server.url)
+    user = f"limited{uuid.uuid4().hex[:6]}"
+    await admin.acl_setuser(user, enabled=True, passwords=["+s3cret"], keys=["*"],
+                            channels=["*"], commands=["+@all", "-client"])  # fmt: skip
+    url = server.url.replace("redis://", f"redis://{user}:s3cret@")
+    store = await _opened(url)
+    try:
+        await store.ensure_group("g", ["*"])
+        for _ in range(2):  # the first finds out, the second goes the plain way at once
+            waiting = asyncio.ensure_future(
+                store.claim("g", "a", limit=10, lease_ms=60_000, block_ms=3_000)
+            )
+            await asyncio.sleep(0.2)
+            positions = await store.append(new_events(1))
+            claims = await waiting
+            assert [c.event.position for c in claims] == positions
+            assert await store.ack(claims) == 1
+        assert caplog.text.count("wait, then claim") == 1
+        waiting = asyncio.ensure_future(store.claim("g", "a", limit=10, lease_ms=60_000,
+                                                    block_ms=3_000))  # fmt: skip
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 1.0)  # not the 3 s of the read
+    finally:
+        await store.close()
+        await admin.acl_deluser(user)
+        await admin.aclose()
+
+
+async def test_stopping_a_blocked_read_whose_connection_never_opened_returns_at_once(
+    server: RedisServer,
+) -> None:
+    """unblock() waits for the connection's id: a read that failed before sending it must say
+    so, or a consumer stopping then would wait forever."""
+    nobody = aioredis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
+    commands = aioredis.Redis.from_url(server.url)
+    try:
+        read = BlockedRead(nobody, commands, "events", "0-0", 3_000)
+        with pytest.raises(redis.ConnectionError):
+            await read.then_run(Scripts.register(commands).claim, ["k"], [])
+        await asyncio.wait_for(read.unblock(), 1.0)
+    finally:
+        await nobody.aclose()
+        await commands.aclose()
 
 
 async def test_a_blocked_claim_on_a_server_that_forgot_its_scripts_still_claims(

@@ -76,7 +76,7 @@ from eventkit.stores.redis_keys import (
 from eventkit.stores.redis_records import entry_values, to_position
 from eventkit.stores.redis_scripts import Scripts
 from eventkit.stores.redis_scripts import run as run_script
-from eventkit.stores.redis_wait import BlockedRead
+from eventkit.stores.redis_wait import BlockedRead, ReadRefused
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class RedisEventStore:
         self._scripts: Scripts  # registered by open()
         #: groups this process ensured, recreated if Redis restarted without its data (NOGROUP)
         self._known: dict[str, set[str]] = {}
+        #: the server refused the pipelined wait (redis_wait.ReadRefused): wait, then claim
+        self._reads_refused = False
         self._expired_fmt = EXPIRED_LEASE_ERROR.replace("%", "%%").replace("{consumer}", "%s")
 
     def __repr__(self) -> str:
@@ -276,10 +278,15 @@ class RedisEventStore:
         # (cancelling this wait is how a consumer stops at once)
         wait = max(1, min(block_ms, MAX_BLOCK_MS, next_due_ms if next_due_ms > 0 else MAX_BLOCK_MS))
         waiter = self._waiter
-        if isinstance(waiter, aioredis.Redis):  # one node: the claim goes behind the wait
-            read = BlockedRead(waiter, cast(aioredis.Redis, self._redis), self._keys.events,
-                               last_id, wait)  # fmt: skip
-            return (await self._claim_settled(group, consumer, limit, lease_ms, read))[2]
+        if isinstance(waiter, aioredis.Redis) and not self._reads_refused:
+            # one node: the claim goes behind the wait, in its round trip (redis_wait.py)
+            commands = cast(aioredis.Redis, self._redis)
+            read = BlockedRead(waiter, commands, self._keys.events, last_id, wait)
+            try:
+                return (await self._claim_settled(group, consumer, limit, lease_ms, read))[2]
+            except ReadRefused as e:  # nothing was claimed: wait, then claim, as on a cluster
+                logger.info("blocked claims on %s wait, then claim (%s)", self, e)
+                self._reads_refused = True
         assert waiter is not None
         await waiter.xread({self._keys.events: last_id}, count=1, block=wait)
         return (await self._claim_settled(group, consumer, limit, lease_ms))[2]

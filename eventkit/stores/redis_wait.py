@@ -28,6 +28,10 @@ from redis.exceptions import RedisError, ResponseError
 from eventkit.clock import now_ms
 
 
+class ReadRefused(RedisError):
+    """The server refused CLIENT ID or the read itself (an ACL, say): wait, then claim, apart."""
+
+
 class BlockedRead:
     """XREAD BLOCK of `key` after `after_id` for up to `block_ms` on a connection of `waiter`'s,
     with a script behind it (then_run); `commands` is the client that can unblock it."""
@@ -51,8 +55,17 @@ class BlockedRead:
     ) -> tuple[Any, int]:
         """The script's reply once the read has ended, and the time (ms, this clock) at which the
         script ran at the earliest: its reply's arrival less a round trip, as the id's reply
-        measured it. Raises the script's error reply as redis-py would (NoScriptError...); any
-        other failure leaves the connection closed."""
+        measured it. Raises the script's error reply as redis-py would (NoScriptError...), and
+        ReadRefused for one of the others; any other failure leaves the connection closed."""
+        try:
+            return await self._exchange(script, keys, args)
+        finally:  # unblock() waits for the id: it must hear of an exchange that never sent it
+            if not self._client_id.done():
+                self._client_id.set_result(None)
+
+    async def _exchange(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> tuple[Any, int]:
         pool = self._waiter.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         replies = 0
@@ -69,16 +82,15 @@ class BlockedRead:
             replies = 2
             reply = await conn.read_response()
             return reply, now_ms() - round_trip_ms
-        except ResponseError:  # an error reply, read: out of step unless it was the last
+        except ResponseError as e:  # an error reply, read: out of step unless it was the last
             if replies < 2:
                 await conn.disconnect()
+                raise ReadRefused(str(e)) from e
             raise
         except BaseException:  # cut off in the middle: out of step
             await conn.disconnect()
             raise
         finally:
-            if not self._client_id.done():
-                self._client_id.set_result(None)
             await pool.release(conn)
 
     async def unblock(self) -> None:
