@@ -80,6 +80,10 @@ from eventkit.stores.redis_wait import BlockedRead, ReadRefused
 
 logger = logging.getLogger(__name__)
 
+#: what may end a claim behind a blocked read, and the plain claim recovers from (it loads the
+#: script again, or reconnects)
+_PLAIN_CLAIM_COPES = (NoScriptError, RedisConnectionError, RedisTimeoutError)
+
 #: events per append script call; one call is one round trip and one atomic step
 APPEND_CHUNK = 5_000
 _Keys = Keys  # the name tests/conformance/test_faults.py and benchmarks/soak.py import
@@ -304,8 +308,8 @@ class RedisEventStore:
         self, group: str, consumer: str, limit: int, lease_ms: int, read: BlockedRead | None = None
     ) -> tuple[str, int, list[Claim]]:
         """The claim script; behind `read`, once that has ended (see redis_wait.py)."""
-        keys, args = claim_keys(self._keys, group), [group, consumer, limit, lease_ms,
-                                                     self._expired_fmt]  # fmt: skip
+        keys = claim_keys(self._keys, group)
+        args = [group, consumer, limit, lease_ms, self._expired_fmt]
         deadline = now_ms() + lease_ms  # the client's view: never later than the server's
         try:
             if read is None:
@@ -314,11 +318,7 @@ class RedisEventStore:
                 try:
                     reply, ran_ms = await read.then_run(self._scripts.claim, keys, args)
                     deadline = ran_ms + lease_ms
-                except (
-                    NoScriptError,
-                    RedisConnectionError,
-                    RedisTimeoutError,
-                ):  # the plain claim copes
+                except _PLAIN_CLAIM_COPES:
                     return await self._claim_once(group, consumer, limit, lease_ms)
         except ResponseError as e:
             if not str(e).startswith("NOGROUP") or group not in self._known:

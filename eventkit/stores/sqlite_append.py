@@ -27,9 +27,9 @@ given to Appender, and report their commits to it (committed), so they count tow
 Counts (schema step 6): a transaction of appends ends by adding the rows after META 'counted_to' to
 TYPE_COUNTS by type and moving 'counted_to' (ADVANCE_COUNTS: one range scan a batch; a trigger per
 row cost publish_many ~8 %). A lone append on the loop is one statement and counts nothing: readers
-add the few rows after 'counted_to' by a range scan, and each background checkpoint is followed
-by a write on the publishing thread that advances the counts, so that tail stays short under
-single publishes. Counts roll back with their transaction.
+add the few rows after 'counted_to' by a range scan, and a background checkpoint that follows
+such appends is followed by a write on the publishing thread that advances the counts, so that
+tail stays short under single publishes. Counts roll back with their transaction.
 """
 
 from __future__ import annotations
