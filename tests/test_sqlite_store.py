@@ -9,21 +9,18 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from eventkit.codec import decode
 from eventkit.errors import StoreError, StoreUnavailableError
 from eventkit.stores import sqlite_claim
-from eventkit.stores.base import Claim, NewEvent, now_ms
+from eventkit.stores.base import Claim, NewEvent
 from eventkit.stores.sqlite import SQLiteEventStore
-from eventkit.stores.sqlite_append import CHECKPOINT_EVERY, RESTART_FRAMES, Ride
+from eventkit.stores.sqlite_append import CHECKPOINT_EVERY, RESTART_FRAMES
 from eventkit.stores.sqlite_sql import (
     CORRELATED,
-    DELIVERIES,
     EVENT_COLUMNS,
-    NOTES,
     PROBE,
     SCHEMA_VERSION,
     payload_test,
@@ -560,123 +557,3 @@ async def test_a_short_ack_blocked_by_another_process_waits_off_the_loop(
     await holder
     assert await acking == 3
     assert (await store.stats())["groups"]["g"]["acked"] == 3
-
-
-# -- an idle claim waits for this process's next append, which leases for it in its commit ------
-
-
-async def _waiting(store: SQLiteEventStore, group: str, consumer: str = "w") -> asyncio.Task[Any]:
-    """A claim that found nothing, left waiting (up to a minute) for this process's next append."""
-    claiming = asyncio.ensure_future(
-        store.claim(group, consumer, limit=10, lease_ms=30_000, block_ms=60_000)
-    )
-    for _ in range(10):  # it probes, then waits on its ride
-        await asyncio.sleep(0)
-    assert not claiming.done()
-    assert len(store._file._appender._rides) == 1  # noqa: SLF001
-    return claiming
-
-
-def _deliveries(path: Path) -> list[tuple[int, str, str]]:
-    """What another connection sees committed."""
-    with sqlite3.connect(path) as other:
-        return other.execute(
-            f"SELECT position, consumer, status FROM {DELIVERIES} ORDER BY position"
-        ).fetchall()
-
-
-async def test_a_waiting_claim_is_leased_in_the_commit_of_the_append_that_ends_it(
-    store: SQLiteEventStore,
-) -> None:
-    await store.ensure_group("g", ["*"])
-    claiming = await _waiting(store, "g")
-    [position] = await store.append(new_events(1))
-    # committed with the event, before the claim's task has run again
-    assert _deliveries(store.path) == [(position, "w", "in_flight")]
-    [claim] = await claiming
-    assert (claim.event.position, claim.attempt, claim.consumer_name) == (position, 1, "w")
-    assert await store.ack([claim]) == 1
-    assert store._file._appender._rides == []  # noqa: SLF001
-
-
-async def test_a_waiting_claim_lets_events_of_other_types_pass(store: SQLiteEventStore) -> None:
-    await store.ensure_group("g", ["workflow.started"])
-    claiming = await _waiting(store, "g")
-    await store.append(new_events(2))  # asset.discovered: not the group's
-    assert _deliveries(store.path) == []
-    assert not claiming.done()
-    [position] = await store.append(new_events(1, event_type_every=1))  # workflow.started
-    [claim] = await claiming
-    assert (claim.event.position, claim.event.event_type) == (position, "workflow.started")
-
-
-async def test_a_waiting_claim_cancelled_after_an_append_leased_for_it_releases_the_lease(
-    store: SQLiteEventStore,
-) -> None:
-    await store.ensure_group("g", ["*"])
-    claiming = await _waiting(store, "g")
-    await store.append(new_events(1))  # leased for it; its task has not run since
-    claiming.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await claiming
-    [again] = await store.claim("g", "x", limit=10, lease_ms=30_000)
-    assert (again.event.position, again.attempt, again.consumer_name) == (1, 1, "x")
-
-
-async def test_a_waiting_claim_cancelled_while_it_waits_ends_at_once(
-    store: SQLiteEventStore,
-) -> None:
-    await store.ensure_group("g", ["*"])
-    claiming = await _waiting(store, "g")
-    claiming.cancel()
-    done, _ = await asyncio.wait({claiming}, timeout=10)  # not its minute
-    assert claiming in done and claiming.cancelled()
-    assert store._file._appender._rides == []  # noqa: SLF001
-    await store.append(new_events(1))
-    assert _deliveries(store.path) == []  # nobody leased it
-
-
-async def test_appends_through_the_thread_and_released_events_end_the_wait(
-    store: SQLiteEventStore,
-) -> None:
-    await store.ensure_group("g", ["*"])
-    claiming = await _waiting(store, "g")
-    await store.append(new_events(40))  # too many for the loop: a group commit on the thread
-    claims = await asyncio.wait_for(claiming, timeout=10)  # claimed at once, not after a minute
-    assert [c.event.position for c in claims] == list(range(1, 11))
-    assert len(await store.claim("g", "other", limit=30, lease_ms=30_000)) == 30
-    claiming = await _waiting(store, "g", consumer="other")
-    assert await store.release(claims) == 10  # due again at once for the group
-    again = await asyncio.wait_for(claiming, timeout=10)
-    assert [(c.event.position, c.consumer_name) for c in again] == [
-        (p, "other") for p in range(1, 11)
-    ]
-
-
-async def test_a_waiting_claim_wakes_when_a_retry_of_its_group_falls_due(
-    store: SQLiteEventStore,
-) -> None:
-    await store.append(new_events(1))
-    await store.ensure_group("g", ["*"])
-    [first] = await store.claim("g", "w", limit=1, lease_ms=30_000)
-    assert await store.retry_later(first, due_ms=now_ms() + 200, error="boom")
-    claiming = await _waiting(store, "g")
-    [retried] = await asyncio.wait_for(claiming, timeout=10)  # at its due time, not in a minute
-    assert (retried.event.position, retried.attempt, retried.last_error) == (1, 2, "boom")
-
-
-async def test_a_ride_that_fails_is_undone_alone_and_the_append_commits(
-    store: SQLiteEventStore,
-) -> None:
-    def broken(db: sqlite3.Connection) -> None:
-        db.execute(f"INSERT INTO {NOTES} VALUES ('ride', 'half done')")
-        raise sqlite3.OperationalError("the ride broke")
-
-    ride = store._file.ride(Ride(lambda rows: True, broken))
-    [position] = await store.append(new_events(1))
-    error = ride.future.exception()
-    assert isinstance(error, sqlite3.OperationalError) and "the ride broke" in str(error)
-    assert await store.get_note("ride") is None  # rolled back to its savepoint
-    [stored] = await store.read(limit=10)
-    assert stored.position == position
-    assert store._file._appender._rides == []  # noqa: SLF001

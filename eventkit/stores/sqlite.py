@@ -93,7 +93,7 @@ class SQLiteEventStore:
     """The store protocol on a SQLite file: durable, shared by every process that opens the path."""
 
     backend = "sqlite"
-    blocking_claims = True  # an idle claim waits for this process's next append (WaitingClaim)
+    blocking_claims = False
     prefetch_turns = 1  # the call is queued to aiosqlite's thread at once
 
     def __init__(
@@ -230,9 +230,7 @@ class SQLiteEventStore:
     async def reset_group(
         self, group: str, to: GroupStart, *, force: bool = False, dry_run: bool = False
     ) -> GroupReset:
-        reset = await sqlite_counts.reset_group(self._file, group, to, force=force, dry_run=dry_run)
-        self._file.wake_rides()
-        return reset
+        return await sqlite_counts.reset_group(self._file, group, to, force=force, dry_run=dry_run)
 
     async def delete_group(self, group: str) -> bool:
         async with self._file.transaction() as db:
@@ -258,22 +256,8 @@ class SQLiteEventStore:
         self, group: str, consumer: str, *, limit: int, lease_ms: int, block_ms: int = 0
     ) -> list[Claim]:
         """Small claims of new events on the loop when safe, else through the threads; those are
-        safe to cancel: what the statements in flight leased is released, not left to expire.
-        With nothing to claim and block_ms > 0 it waits for this process's next append, which
-        leases for it in its own commit (sqlite_claim.WaitingClaim), or block_ms, then claims."""
+        safe to cancel: what the statements in flight leased is released, not left to expire."""
         check_limit(limit)
-        claims = await self._claim_now(group, consumer, limit, lease_ms)
-        if claims or block_ms <= 0 or limit == 0:
-            return claims
-        waiting = sqlite_claim.WaitingClaim(self._file, group, consumer, limit, lease_ms)
-        leased = await claim_cancel_safe(
-            self, waiting.claims(block_ms), lambda claims: claims or [], stop=waiting.stop
-        )
-        if leased is not None:
-            return leased
-        return await self._claim_now(group, consumer, limit, lease_ms)
-
-    async def _claim_now(self, group: str, consumer: str, limit: int, lease_ms: int) -> list[Claim]:
         claims = sqlite_claim.claim_on_loop(self._file, group, consumer, limit, lease_ms)
         if claims is not None:
             return claims
@@ -288,10 +272,7 @@ class SQLiteEventStore:
     async def release(self, claims: Sequence[Claim]) -> int:
         sql = f"""UPDATE {DELIVERIES} SET status = 'retrying', deadline_ms = 0, token = NULL,
                   attempts = attempts - 1 {HELD_ANY} RETURNING 1"""
-        released = await self._settle_all(sql, claims)
-        if released:
-            self._file.wake_rides()  # due at once: another member may be waiting
-        return released
+        return await self._settle_all(sql, claims)
 
     async def _settle_all(self, sql: str, claims: Sequence[Claim]) -> int:
         """The whole batch in one statement: one round trip, atomic, with no transaction to open."""
@@ -378,7 +359,6 @@ class SQLiteEventStore:
             )
             # trimmed from the log meanwhile: the DLQ copy becomes this group's copy
             await db.executemany(REVIVE, [(*row[:10], consumer_group, row[0]) for row in letters])
-        self._file.wake_rides()
         return len(letters)
 
     async def discard_dead_letters(

@@ -11,13 +11,6 @@ Publishing has its own plain sqlite3 connection, because an aiosqlite call is a 
   positions come in commit order, as SQLite's write lock hands them out, in every process.
 Both paths return once the transaction has committed (WAL, synchronous=NORMAL, as every write).
 
-Rides: an idle consumer's claim waits for the next append of its process (sqlite_claim.py), and
-a small append on the loop runs the claims left for it (`ride`) inside its own transaction, so the
-event and its lease commit together: one commit on the way from publish to handler instead of
-two, and no probe in between (benchmark row "publish->handler latency p50"). A ride that fails is
-rolled back to its savepoint; the append still commits. Appends that take the thread, and writes
-that make deliveries due (`wake_rides`), end the rides with None: their consumers claim as usual.
-
 Checkpoints are off the hot path: no connection checkpoints on commit (wal_autocheckpoint = 0),
 a PASSIVE checkpoint runs on its own connection and thread after about CHECKPOINT_EVERY small
 commits. They were the main cause of the publish->handler tail (benchmarks/RESULTS.md): a commit
@@ -47,7 +40,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,22 +81,6 @@ RESTART_FRAMES = 3_000
 WRITER_PRAGMAS = ["journal_mode = WAL", "synchronous = NORMAL", "wal_autocheckpoint = 0"]
 
 
-@dataclass(eq=False)
-class Ride:
-    """Work left for the next append on the loop, run in its transaction (see the docstring).
-
-    `wants(rows)` says whether the rows concern it (without touching the database); `work` runs
-    in a savepoint and returns its result, or None to stay for a later append. The future ends
-    with that result, the error `work` raised, or None when the rows were written another way.
-    """
-
-    wants: Callable[[list[Row]], bool]
-    work: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
 class Appender:
     """The publishing connection, thread and queue of one store file, and its checkpoints.
 
@@ -140,8 +116,6 @@ class Appender:
         self._uncounted = False
         #: when appends on the loop started holding it (None: the loop turned since the last one)
         self._loop_held_since: float | None = None
-        #: claims waiting for the next append on the loop, in the order they came
-        self._rides: list[Ride] = []
 
     def __repr__(self) -> str:
         return f"SQLiteEventStore({str(self.path)!r})"
@@ -165,7 +139,6 @@ class Appender:
 
     async def close(self) -> None:
         """Close the connections and threads; the caller holds the lock (no write in progress)."""
-        self.wake_rides()
         for plain, executor in ((self._checkpointer, self._checkpointing),
                                 (self._publisher, self._publishing)):  # fmt: skip
             if plain is not None:
@@ -201,67 +174,10 @@ class Appender:
             or sum(len(row[5]) for row in rows) > LOOP_APPEND_MAX_BYTES
         ):
             return None
-        riding = [ride for ride in self._rides if ride.wants(rows)]
-        if riding:
-            positions = self.on_loop(lambda db: self._insert_with_rides(db, rows, riding))
-        else:
-            positions = self.on_loop(lambda db: _insert_batches(db, [rows])[0])
+        positions = self.on_loop(lambda db: _insert_batches(db, [rows])[0])
         if positions is not None:
             self._uncounted = True
             self.committed(1 + len(rows) // 8)
-        return positions
-
-    # -- rides ----------------------------------------------------------------------------------
-
-    def ride(self, ride: Ride) -> Ride:
-        """Leave `ride` for the next appends on the loop (see the module docstring)."""
-        self._rides.append(ride)
-        return ride
-
-    def leave(self, ride: Ride) -> None:
-        """Take a ride back; its future ends with None unless an append already ended it."""
-        if ride in self._rides:
-            self._rides.remove(ride)
-        if not ride.future.done():
-            ride.future.set_result(None)
-
-    def wake_rides(self) -> None:
-        """End every ride with None: something their consumers may claim was written another way."""
-        rides, self._rides = self._rides, []
-        for ride in rides:
-            if not ride.future.done():
-                ride.future.set_result(None)
-
-    def _insert_with_rides(
-        self, db: sqlite3.Connection, rows: list[Row], riding: list[Ride]
-    ) -> list[int]:
-        """The rows and the rides' work in one transaction; each ride in a savepoint, so one that
-        fails is undone alone. The rides that got a result (or an error) end once it committed."""
-        db.execute("BEGIN IMMEDIATE")  # busy: nothing written, the append takes the thread
-        results: list[Any] = []
-        try:
-            positions = _insert(db, rows)
-            for ride in riding:
-                db.execute("SAVEPOINT ride")
-                try:
-                    results.append(ride.work(db))
-                except Exception as e:  # the ride's error, not the append's
-                    db.execute("ROLLBACK TO ride")
-                    results.append(e)
-                db.execute("RELEASE ride")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        for ride, result in zip(riding, results, strict=True):
-            if result is None:
-                continue  # nothing for it yet: it stays
-            self._rides.remove(ride)
-            if isinstance(result, Exception):
-                ride.future.set_exception(result)
-            else:
-                ride.future.set_result(result)
         return positions
 
     def on_loop(self, work: Callable[[sqlite3.Connection], T | None]) -> T | None:
@@ -326,7 +242,6 @@ class Appender:
                         raise
                 finally:
                     self.committed(sum(1 + len(rows) // 8 for rows, _ in taken))
-                    self.wake_rides()  # these appends did not run them
             for (_, future), result in zip(taken, results, strict=True):
                 if future.done():  # its publisher was cancelled (the rows may be stored)
                     continue

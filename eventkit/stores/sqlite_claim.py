@@ -6,20 +6,13 @@ first unread events in one INSERT ... SELECT, whose trigger moves the group's cu
 across processes without a transaction spanning several round trips.
 
 A small claim of unread events runs on the event loop's thread (claim_on_loop: probe, lease and
-read in ~0.1 ms), as does the probe of an idle poll, when Appender.on_loop says that is safe: through
-the writer it takes three thread round trips, most of the publish->handler latency of an idle group
-(benchmarks/bench_core.py row "publish->handler latency p50"). Every other claim takes the writer
-and reader (claim).
-
-A claim that found nothing waits (WaitingClaim): this process's next small append leases for it
-inside its own transaction (Appender rides), so publish->handler takes one commit, not two.
-Appends of other processes show when the wait ends (the consumer's poll interval, or sooner when
-a delivery of the group falls due), as they did when an idle consumer polled.
+read in ~0.1 ms), as does the probe of an idle poll, when Appender.on_loop says that is safe: through the writer it takes three
+thread round trips, most of the publish->handler latency of an idle group (benchmarks/bench_core.py
+row "publish->handler latency p50"). Every other claim takes the writer and reader (claim).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import sqlite3
@@ -28,17 +21,15 @@ from typing import Any
 from eventkit.errors import GroupNotFoundError
 from eventkit.records import stored_event_of
 from eventkit.stores.base import EXPIRED_LEASE_ERROR, WILDCARD, Claim, DeliveryStatus, now_ms
-from eventkit.stores.sqlite_append import Ride, Row, is_busy
+from eventkit.stores.sqlite_append import is_busy
 from eventkit.stores.sqlite_file import SQLiteFile
 from eventkit.stores.sqlite_sql import (
     COUNT_DUE,
     DUE,
-    FILTER,
     LEASE_DUE,
     LEASED_EVENTS,
     PROBE,
     SKIP_TO,
-    WAIT_PROBE,
     lease_unread_sql,
 )
 
@@ -101,57 +92,6 @@ async def claim(
         if skip is not None:
             await file.write_one(SKIP_TO, skip)
     return claims
-
-
-class WaitingClaim:
-    """An idle group's claim, made by the next append of this process in its own commit (see the
-    module docstring). `claims` ends with what that append leased, or None when the caller should
-    claim now: the wait ended (block_ms, or a delivery fell due), events came another way
-    (Appender.wake_rides), or `stop` took the ride back (a consumer stopping)."""
-
-    def __init__(
-        self, file: SQLiteFile, group: str, consumer: str, limit: int, lease_ms: int
-    ) -> None:
-        self.file, self.group, self.consumer = file, group, consumer
-        self.limit, self.lease_ms = min(limit, LOOP_CLAIM_MAX), lease_ms  # it holds the loop
-        self.types: frozenset[str] | None = None  # the group's filter, once probed
-        self.ride = file.ride(Ride(self._wants, self._lease))  # before the probe: none missed
-
-    async def claims(self, block_ms: int) -> list[Claim] | None:
-        try:
-            found = await self.file.read(WAIT_PROBE, {"group": self.group})
-            if not found:
-                raise GroupNotFoundError(self.group)
-            [(types, unread, next_due_ms)] = found
-            self.types = frozenset(json.loads(types))
-            wait_ms = block_ms if next_due_ms is None else min(block_ms, next_due_ms - now_ms())
-            if unread or wait_ms <= 0:
-                return None
-            try:
-                async with asyncio.timeout(wait_ms / 1000):
-                    claims: list[Claim] | None = await asyncio.shield(self.ride.future)
-                    return claims
-            except TimeoutError:
-                return None
-        finally:
-            self.file.leave(self.ride)
-
-    async def stop(self) -> None:
-        self.file.leave(self.ride)
-
-    def _wants(self, rows: list[Row]) -> bool:
-        types = self.types
-        return types is None or WILDCARD in types or any(row[1] in types for row in rows)
-
-    def _lease(self, db: sqlite3.Connection) -> list[Claim] | None:
-        """Run inside the append's transaction: the group's first unread events, leased as a
-        claim on the loop leases them; None (the ride stays) when there were none for it."""
-        [(types,)] = db.execute(f"SELECT {FILTER}", {"group": self.group}).fetchall()
-        lease = UnreadLease(self.group, self.consumer, self.limit, self.lease_ms, types)
-        leased = [p for (p,) in db.execute(lease.sql, lease.params).fetchall()]
-        if not leased:
-            return None
-        return lease.claims(db.execute(LEASED_EVENTS, (json.dumps(leased),)).fetchall())
 
 
 class UnreadLease:

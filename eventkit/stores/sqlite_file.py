@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from eventkit.errors import StoreError, StoreUnavailableError
-from eventkit.stores.sqlite_append import WRITER_PRAGMAS, Appender, Ride, Row, text_or_bytes
+from eventkit.stores.sqlite_append import WRITER_PRAGMAS, Appender, Row, text_or_bytes
 from eventkit.stores.sqlite_sql import (
     DEAD_LETTERS,
     DELIVERIES,
@@ -237,22 +237,6 @@ class SQLiteFile:
         if found:
             self._appender.committed(1 + len(found) // 8)
         return found
-
-    def ride(self, ride: Ride) -> Ride:
-        """Leave work for this process's next append on the loop (see Appender.ride)."""
-        return self._appender.ride(ride)
-
-    def leave(self, ride: Ride) -> None:
-        self._appender.leave(ride)
-
-    def wake_rides(self) -> None:
-        """Deliveries became due (released, replayed, reset): waiting claims look again."""
-        self._appender.wake_rides()
-
-    async def read(self, sql: str, params: Any = ()) -> list[Any]:
-        """A small read on the loop when safe (no thread round trip), else on the reader."""
-        found = self._appender.on_loop(lambda db: db.execute(sql, params).fetchall())
-        return await self.query(sql, params) if found is None else found
 
     async def write_one(self, sql: str, params: Any = (), *, small: bool = False) -> list[Any]:
         """One statement, atomic and durable by itself (autocommit), under the writer lock.

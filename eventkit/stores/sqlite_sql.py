@@ -171,10 +171,6 @@ IN_JSON = "IN (SELECT value FROM json_each(?))"
 PROBE = f"""SELECT {FILTER}, EXISTS (SELECT 1 FROM {DELIVERIES} WHERE group_name = :group
   AND deadline_ms <= :now), {UNREAD}, (SELECT MAX(position) FROM {EVENTS}), g.cursor
   FROM {GROUPS} g WHERE g.name = :group"""
-#: what an idle claim waits with: the group's filter, whether unread events wait, and when the
-#: next of its deliveries falls due (a retry's time or a lease's end; NULL: none is unsettled)
-WAIT_PROBE = f"""SELECT {FILTER}, {UNREAD}, (SELECT MIN(deadline_ms) FROM {DELIVERIES}
-  WHERE group_name = :group AND deadline_ms IS NOT NULL) FROM {GROUPS} g WHERE g.name = :group"""
 DUE = f"""SELECT d.position, d.event_id, d.event_type, COALESCE(e.version, r.version),
     COALESCE(e.source, r.source), COALESCE(e.timestamp_ms, r.timestamp_ms),
     COALESCE(e.data, r.data), d.published_ms, IIF(e.position IS NULL, r.correlation_id,
